@@ -1,0 +1,62 @@
+"""Every setting of a run in one dataclass; presets in `jaxseg.configs` fill it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from jaxseg.data.augment import Augment
+from jaxseg.data.enhance import Enhance
+
+
+def default_cache_dir() -> Path:
+  return Path(os.environ.get("JAXSEG_CACHE", Path.home() / ".cache" / "jaxseg"))
+
+
+@dataclasses.dataclass
+class Config:
+  # Model
+  backbone: str = "unet"            # unet or an encoder: vgg19, resnet50, mobilenet, ...
+  unet_filters: int = 64            # first width of the plain U-Net (the paper's: 64)
+  decoder: str = "paper"            # paper (transposed convs) or smp (nearest upsampling)
+  dropout: float = 0.1              # spatial dropout after each block's second conv
+  weights: str = "imagenet"         # encoder weights: imagenet, none, or a converted .npz
+  freeze_encoder: bool = False
+  # Data
+  data: str = "synthetic"           # synthetic, or a folder in the format of DESIGN.md
+  num_images: int = 419             # synthetic images (the paper's data set has 419)
+  synthetic_size: int = 1130
+  synthetic_seed: int = 0           # the built-in data set; --seed sets the split and training
+  cache_dir: str = str(default_cache_dir())
+  target: str = "nuclei"            # nuclei or cytoplasm
+  image_size: int = 224
+  test_fraction: float = 0.2        # the paper's 80/20 split, unless DATA has train/ and test/
+  val_fraction: float = 0.1         # of the training images, to choose the best epoch
+  enhance: Enhance = dataclasses.field(default_factory=Enhance)
+  augment: Augment = dataclasses.field(default_factory=Augment)
+  loader: str = "auto"              # auto (tf.data where TensorFlow is installed), tf, plain
+  # Optimisation (the paper's: Adam, lr 0.003, batch 18, 100 epochs)
+  learning_rate: float = 3e-3
+  batch_size: int = 18
+  epochs: int = 100
+  precision: str = "fp32"           # fp32, or bf16 compute with fp32 parameters
+  seed: int = 0
+  # Output
+  figure_images: int = 3            # test images in the Figure 4 style picture
+
+  def replace(self, **changes) -> Config:
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, values: dict) -> Config:
+    values = dict(values)
+    values["enhance"] = Enhance(**values.get("enhance", {}))
+    augment = dict(values.get("augment", {}))
+    if "scale_range" in augment:
+      augment["scale_range"] = tuple(augment["scale_range"])
+    values["augment"] = Augment(**augment)
+    return cls(**values)

@@ -1,0 +1,72 @@
+"""Folder data sets (DESIGN.md's format) and their train / validation / test split.
+
+```
+DATA/images/<name>.{bmp,png,jpg,tif}   DATA/masks/<name>.png
+```
+or the same layout under ``DATA/train/`` and ``DATA/test/`` for a fixed split. The test
+images are touched only for the final metrics; the validation images, carved from the
+training ones, choose the best epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from jaxseg.data.files import list_images
+from jaxseg.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  name: str
+  image: Path
+  mask: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  train: list[Example]
+  val: list[Example]
+  test: list[Example]
+
+
+def find_examples(root: Path) -> list[Example]:
+  """Image/mask pairs of ``root``; an image without a mask is an error naming it."""
+  masks = root / "masks"
+  examples = []
+  for image in list_images(root / "images"):
+    mask = masks / f"{image.stem}.png"
+    if not mask.is_file():
+      raise DataError(f"{image}: no mask (expected {mask})")
+    examples.append(Example(image.stem, image, mask))
+  return examples
+
+
+def split_dataset(root: Path, *, test_fraction: float, val_fraction: float, seed: int) -> Splits:
+  """A fixed split where ``root`` has train/ and test/, else a seeded one; then validation."""
+  root = Path(root)
+  if not root.is_dir():
+    raise DataError(f"{root}: data folder not found")
+  if (root / "train").is_dir() and (root / "test").is_dir():
+    train, test = find_examples(root / "train"), find_examples(root / "test")
+  else:
+    examples = find_examples(root)
+    if len(examples) < 3:
+      raise DataError(f"{root}: {len(examples)} images; a train/validation/test split needs 3")
+    train, test = _carve(examples, test_fraction, np.random.default_rng([seed, 0]))
+  train, val = _carve(train, val_fraction, np.random.default_rng([seed, 1]))
+  return Splits(train=train, val=val, test=test)
+
+
+def _carve(examples: list[Example], fraction: float, rng: np.random.Generator):
+  """Split off ``fraction`` of the examples (at least one, leaving at least one)."""
+  if len(examples) < 2:
+    raise DataError(f"{len(examples)} training images are too few to split off validation images")
+  count = min(max(1, round(len(examples) * fraction)), len(examples) - 1)
+  order = rng.permutation(len(examples))
+  held = set(order[:count].tolist())
+  kept = [e for i, e in enumerate(examples) if i not in held]
+  return kept, [e for i, e in enumerate(examples) if i in held]

@@ -1,0 +1,154 @@
+"""Input pipeline: file list, decode, resize, cache, shuffle, batch, prefetch.
+
+One decoding function (`decode_example`, OpenCV) serves two loaders: tf.data where
+TensorFlow is installed (parallel decoding, cache, shuffle, prefetch), and a plain
+iterator with a thread pool where it is not (a GPU machine without TensorFlow still
+trains). Both hand NumPy batches to JAX: images uint8 (B, S, S, 3), masks uint8 0/1.
+
+Every file is decoded once, up front (`Loader.warm`), which fills the cache and finds a
+bad file before any training starts; epochs then shuffle the cached arrays.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import os
+from collections.abc import Iterator, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from jaxseg.data.enhance import Enhance, enhance
+from jaxseg.data.files import read_image, read_mask
+from jaxseg.data.folder import Example
+from jaxseg.data.masks import check_mask_values, target_mask
+from jaxseg.errors import DataError
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance):
+  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair."""
+  image, mask = read_image(example.image), read_mask(example.mask)
+  if image.shape[:2] != mask.shape:
+    raise DataError(
+      f"{example.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+      f"its image is {image.shape[1]}x{image.shape[0]}"
+    )
+  check_mask_values(mask, example.mask)
+  size = (image_size, image_size)
+  image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+  mask = cv2.resize(target_mask(mask, target), size, interpolation=cv2.INTER_NEAREST)
+  return enhance(image, enhancement), mask
+
+
+def tensorflow_available() -> bool:
+  return importlib.util.find_spec("tensorflow") is not None
+
+
+class Loader:
+  """Batches of one split; ``epoch(i)`` is shuffled by (seed, i), so a resumed run repeats it."""
+
+  def __init__(self, examples: Sequence[Example], *, image_size: int, target: str,
+               enhancement: Enhance, batch_size: int, seed: int, kind: str = "auto"):
+    if kind == "auto":
+      kind = "tf" if tensorflow_available() else "plain"
+    if kind not in ("tf", "plain"):
+      raise ValueError(f"unknown loader {kind!r}; choose auto, tf or plain")
+    self.kind = kind
+    self.examples = list(examples)
+    self.batch_size = batch_size
+    self.seed = seed
+    self._decode_args = dict(image_size=image_size, target=target, enhancement=enhancement)
+    self._cached = None
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def steps(self, *, drop_remainder: bool) -> int:
+    full, rest = divmod(len(self.examples), self.batch_size)
+    return full if drop_remainder or not rest else full + 1
+
+  def warm(self, description: str = "decoding") -> None:
+    """Decode every example once, filling the cache; raises `DataError` naming a bad file."""
+    if self._cached is not None:
+      return
+    with tqdm(total=len(self.examples), desc=description, unit="img", leave=False) as bar:
+      self._cached = self._warm_tf(bar) if self.kind == "tf" else self._warm_plain(bar)
+
+  def epoch(self, index: int = 0, *, shuffle: bool, drop_remainder: bool) -> Iterator[Batch]:
+    self.warm()
+    if self.kind == "tf":
+      return self._epoch_tf(index, shuffle, drop_remainder)
+    return self._epoch_plain(index, shuffle, drop_remainder)
+
+  # tf.data: decoding runs in TensorFlow's thread pool; errors come back as values, so the
+  # message naming the file reaches the user as it was written.
+  def _warm_tf(self, bar):
+    # TensorFlow only reads files here: quiet its start-up logs, keep it off the GPUs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+
+    def decode(index):
+      try:
+        image, mask = decode_example(self.examples[int(index)], **self._decode_args)
+        return image, mask, b""
+      except DataError as error:
+        size = self._decode_args["image_size"]
+        return (np.zeros((size, size, 3), np.uint8), np.zeros((size, size), np.uint8),
+                str(error).encode())
+
+    def decode_tf(index):
+      image, mask, error = tf.numpy_function(decode, [index], [tf.uint8, tf.uint8, tf.string])
+      size = self._decode_args["image_size"]
+      return tf.ensure_shape(image, (size, size, 3)), tf.ensure_shape(mask, (size, size)), error
+
+    cached = (
+      tf.data.Dataset.range(len(self.examples))
+      .map(decode_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      .cache()
+    )
+    for _, _, error in cached.as_numpy_iterator():  # one ordered pass fills the cache
+      if error:
+        raise DataError(error.decode())
+      bar.update()
+    return cached.map(lambda image, mask, error: (image, mask))
+
+  def _epoch_tf(self, index, shuffle, drop_remainder):
+    import tensorflow as tf
+
+    dataset = self._cached
+    if shuffle:
+      dataset = dataset.shuffle(len(self.examples), seed=_epoch_seed(self.seed, index))
+    dataset = dataset.batch(self.batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+  def _warm_plain(self, bar):
+    def decode(example):
+      decoded = decode_example(example, **self._decode_args)
+      bar.update()
+      return decoded
+
+    # OpenCV releases the GIL while it decodes and resizes, so threads decode in parallel.
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+      pairs = list(pool.map(decode, self.examples))
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+  def _epoch_plain(self, index, shuffle, drop_remainder):
+    images, masks = self._cached
+    order = np.arange(len(images))
+    if shuffle:
+      order = np.random.default_rng(_epoch_seed(self.seed, index)).permutation(order)
+    for start in range(0, self.steps(drop_remainder=drop_remainder) * self.batch_size,
+                       self.batch_size):
+      chosen = order[start:start + self.batch_size]
+      yield images[chosen], masks[chosen]
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return int(np.random.default_rng([seed, epoch]).integers(2**31))

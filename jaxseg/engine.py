@@ -1,0 +1,171 @@
+"""Model state and the jitted steps: one train step and one eval step serve every backbone.
+
+The model is split once into a static graph definition and arrays (`TrainState`); the steps
+are pure functions of those arrays under `jax.jit`, so no Python object graph is walked per
+step. Batches are sharded along the ``data`` axis of a mesh of all devices, the state is
+replicated; with one device the mesh has one entry and the code path is the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxseg.config import Config
+from jaxseg.data.augment import Augment, augment_batch
+from jaxseg.errors import JaxsegError
+from jaxseg.losses import soft_jaccard_loss
+from jaxseg.metrics import confusion_counts
+from jaxseg.models import create_model
+
+COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any        # nnx.Param variables, float32
+  model_state: Any   # everything else: BatchNorm statistics, constants
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A model's graph definitions for training and evaluation, and its optimiser."""
+
+  train_graph: Any
+  eval_graph: Any
+  tx: optax.GradientTransformation
+
+
+def new_model(config: Config) -> nnx.Module:
+  """The randomly initialised network of ``config``."""
+  if config.precision not in COMPUTE_DTYPES:
+    raise JaxsegError(f"--precision {config.precision!r}: choose fp32 or bf16")
+  return create_model(config.backbone, unet_filters=config.unet_filters, decoder=config.decoder,
+                      dropout=config.dropout, dtype=COMPUTE_DTYPES[config.precision],
+                      rngs=nnx.Rngs(params=config.seed))
+
+
+def build(config: Config, model: nnx.Module) -> tuple[Model, TrainState]:
+  """Split ``model`` into graph definitions and its initial train state."""
+  model.eval()
+  eval_graph, params, model_state = nnx.split(model, nnx.Param, ...)
+  model.train()
+  if config.freeze_encoder:
+    model.encoder.eval()  # a frozen encoder's BatchNorm keeps its ImageNet statistics
+  train_graph = nnx.split(model, nnx.Param, ...)[0]
+  tx = _optimizer(config, params)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                     opt_state=tx.init(params))
+  return Model(train_graph, eval_graph, tx), state
+
+
+def _optimizer(config: Config, params) -> optax.GradientTransformation:
+  adam = optax.adam(config.learning_rate)
+  if not config.freeze_encoder:
+    return adam
+  labels = jax.tree_util.tree_map_with_path(
+    lambda path, _: "frozen" if _key(path[0]) == "encoder" else "trained", params)
+  return optax.multi_transform({"trained": adam, "frozen": optax.set_to_zero()}, labels)
+
+
+def _key(entry) -> str:
+  return str(getattr(entry, "key", getattr(entry, "name", entry)))
+
+
+def train_step(model: Model, augment: Augment, state: TrainState, images, masks, key):
+  """Augment on the device, forward, soft Jaccard loss, gradient, Adam update."""
+  key = jax.random.fold_in(key, state.step)
+  augment_key, dropout_key = jax.random.split(key)
+  images = images.astype(jnp.float32)
+  if augment.active:
+    images, masks = augment_batch(augment_key, images, masks, augment)
+
+  def loss_fn(params, model_state):
+    # copy=True: fresh variables at this trace level, so BatchNorm may update them here.
+    network = nnx.merge(model.train_graph, params, model_state, copy=True)
+    logits = network(images, rngs=nnx.Rngs(dropout=dropout_key))
+    model_state = nnx.split(network, nnx.Param, ...)[2]
+    return soft_jaccard_loss(logits[..., 0], masks), model_state
+
+  (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    state.params, state.model_state)
+  updates, opt_state = model.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
+                            opt_state=opt_state)
+  return new_state, {"loss": loss}
+
+
+def predict_logits(model: Model, state: TrainState, images) -> jax.Array:
+  network = nnx.merge(model.eval_graph, state.params, state.model_state)
+  return network(images.astype(jnp.float32))[..., 0]
+
+
+def eval_step(model: Model, state: TrainState, images, masks) -> jax.Array:
+  """Per-image (tp, fp, fn, tn) of the target, prediction = probability above 0.5."""
+  return confusion_counts(predict_logits(model, state, images) > 0, masks)
+
+
+class Steps:
+  """The jitted steps over a mesh of every device, batches split along its ``data`` axis."""
+
+  def __init__(self, model: Model, augment: Augment, batch_size: int):
+    devices = jax.devices()
+    if batch_size % len(devices):
+      raise JaxsegError(
+        f"--batch-size {batch_size} does not split over {len(devices)} devices; "
+        f"use a multiple of {len(devices)}"
+      )
+    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+    self.replicated = NamedSharding(mesh, PartitionSpec())
+    self.sharded = NamedSharding(mesh, PartitionSpec("data"))
+    self.batch_size = batch_size
+    self.train = jax.jit(
+      functools.partial(train_step, model, augment),
+      in_shardings=(self.replicated, self.sharded, self.sharded, self.replicated),
+      out_shardings=(self.replicated, self.replicated),
+      donate_argnums=0,
+    )
+    self.eval = jax.jit(functools.partial(eval_step, model),
+                        in_shardings=(self.replicated, self.sharded, self.sharded),
+                        out_shardings=self.sharded)
+    self.probabilities = jax.jit(
+      lambda state, images: jax.nn.sigmoid(predict_logits(model, state, images)),
+      in_shardings=(self.replicated, self.sharded), out_shardings=self.sharded)
+
+  def place(self, state: TrainState) -> TrainState:
+    return jax.device_put(state, self.replicated)
+
+  def batch(self, *arrays: np.ndarray):
+    return tuple(jax.device_put(a, self.sharded) for a in arrays)
+
+  def padded(self, *arrays: np.ndarray):
+    """Pad a last, short batch to the compiled batch size (the extra rows are dropped later)."""
+    missing = self.batch_size - len(arrays[0])
+    return tuple(np.concatenate([a, np.zeros((missing, *a.shape[1:]), a.dtype)])
+                 if missing else a for a in arrays)
+
+  def counts(self, state: TrainState, batches) -> np.ndarray:
+    """Per-image confusion counts over every batch, in order."""
+    return np.concatenate([self._run(self.eval, state, images, masks)
+                           for images, masks in batches])
+
+  def predict(self, state: TrainState, images: np.ndarray) -> np.ndarray:
+    """Probabilities of the target for any number of images, a batch at a time."""
+    return np.concatenate([self._run(self.probabilities, state, images[i:i + self.batch_size])
+                           for i in range(0, len(images), self.batch_size)])
+
+  def _run(self, step, state: TrainState, *arrays: np.ndarray) -> np.ndarray:
+    count = len(arrays[0])
+    return np.asarray(step(state, *self.batch(*self.padded(*arrays))))[:count]

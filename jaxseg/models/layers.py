@@ -1,0 +1,154 @@
+"""Layers shared by the U-Net and the encoder ports.
+
+Every layer that holds Keras weights carries the name of its Keras layer as a static
+attribute, ``keras_name``; `jaxseg.weights.load_keras_weights` walks a module tree and
+copies each Keras layer into the module that names it. Ports therefore read like the
+Keras application code they copy: one constructor call per Keras layer, same name.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _named(module: nnx.Module, keras_name: str | None) -> nnx.Module:
+  module.keras_name = keras_name
+  return module
+
+
+def conv(
+  in_features: int,
+  out_features: int,
+  kernel_size: int,
+  *,
+  strides: int = 1,
+  padding: str = "SAME",
+  use_bias: bool = True,
+  keras_name: str | None = None,
+  dtype=jnp.float32,
+  rngs: nnx.Rngs,
+) -> nnx.Conv:
+  """A Keras ``Conv2D``: HWIO kernel, XLA/TensorFlow 'SAME' padding (extra pixel at the end)."""
+  layer = nnx.Conv(
+    in_features,
+    out_features,
+    (kernel_size, kernel_size),
+    strides=strides,
+    padding=padding,
+    use_bias=use_bias,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    rngs=rngs,
+  )
+  return _named(layer, keras_name)
+
+
+def depthwise_conv(
+  features: int,
+  kernel_size: int,
+  *,
+  depth_multiplier: int = 1,
+  strides: int = 1,
+  padding: str = "SAME",
+  use_bias: bool = False,
+  keras_name: str | None = None,
+  dtype=jnp.float32,
+  rngs: nnx.Rngs,
+) -> nnx.Conv:
+  """A Keras ``DepthwiseConv2D`` as a grouped conv: output channel ``c * multiplier + m``."""
+  layer = nnx.Conv(
+    features,
+    features * depth_multiplier,
+    (kernel_size, kernel_size),
+    strides=strides,
+    padding=padding,
+    feature_group_count=features,
+    use_bias=use_bias,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    rngs=rngs,
+  )
+  layer.keras_depthwise = True
+  return _named(layer, keras_name)
+
+
+def batch_norm(
+  features: int,
+  *,
+  epsilon: float = 1e-3,
+  momentum: float = 0.99,
+  keras_name: str | None = None,
+  dtype=jnp.float32,
+  rngs: nnx.Rngs,
+) -> nnx.BatchNorm:
+  """A Keras ``BatchNormalization``; Keras's defaults (epsilon 1e-3, momentum 0.99)."""
+  layer = nnx.BatchNorm(
+    features,
+    epsilon=epsilon,
+    momentum=momentum,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    rngs=rngs,
+  )
+  return _named(layer, keras_name)
+
+
+class Constant(nnx.Variable):
+  """A variable loaded from Keras but never trained (normalisation statistics)."""
+
+
+class Normalization(nnx.Module):
+  """A Keras ``Normalization`` layer: ``(x - mean) / sqrt(variance)`` per channel."""
+
+  def __init__(self, features: int, *, keras_name: str | None = None):
+    self.mean = Constant(jnp.zeros((features,), jnp.float32))
+    self.variance = Constant(jnp.ones((features,), jnp.float32))
+    self.keras_name = keras_name
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    # Keras clamps the deviation at its backend epsilon (1e-7).
+    std = jnp.maximum(jnp.sqrt(self.variance[...]), 1e-7)
+    return (x - self.mean[...]) / std
+
+
+def zero_pad(x: jax.Array, padding: Padding) -> jax.Array:
+  """A Keras ``ZeroPadding2D`` on an NHWC tensor: ((top, bottom), (left, right))."""
+  return jnp.pad(x, ((0, 0), *padding, (0, 0)))
+
+
+def max_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
+  return nnx.max_pool(x, (size, size), strides=(strides or size,) * 2, padding=padding)
+
+
+def avg_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
+  return nnx.avg_pool(x, (size, size), strides=(strides or size,) * 2, padding=padding)
+
+
+class ConvBNReLU(nnx.Module):
+  """3x3 conv, BatchNorm, ReLU, and optionally spatial dropout: the U-Net's building block."""
+
+  def __init__(
+    self,
+    in_features: int,
+    out_features: int,
+    *,
+    dropout: float = 0.0,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    self.conv = conv(in_features, out_features, 3, use_bias=False, dtype=dtype, rngs=rngs)
+    # Momentum 0.9, not Keras's 0.99: the running statistics that evaluation uses settle in
+    # tens of steps, which is all a small data set gives in its first epochs.
+    self.norm = batch_norm(out_features, momentum=0.9, dtype=dtype, rngs=rngs)
+    # Spatial dropout drops whole feature maps: one mask per (example, channel).
+    self.dropout = nnx.Dropout(dropout, broadcast_dims=(1, 2)) if dropout > 0 else None
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    x = nnx.relu(self.norm(self.conv(x)))
+    if self.dropout is not None:
+      x = self.dropout(x, rngs=rngs)
+    return x

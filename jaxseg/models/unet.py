@@ -1,0 +1,146 @@
+"""U-Nets: the paper's plain U-Net, and a U-Net decoder on any registered encoder.
+
+Both are one `UNet`: an encoder that returns feature maps at known strides, an optional
+centre block, and a decoder that doubles the resolution per block, concatenating the
+encoder map of that stride where there is one, up to the input resolution. The plain
+U-Net's encoder is `PaperEncoder` (section 2.4 of the paper); the pretrained ones come
+from `jaxseg.models.backbones`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxseg.models import layers
+
+# segmentation_models' decoder widths; `--decoder smp` also switches to nearest upsampling.
+DECODER_FILTERS = (256, 128, 64, 32, 16)
+
+
+class DoubleConv(nnx.Module):
+  """Two conv + BN + ReLU blocks; spatial dropout after the second, as in the paper."""
+
+  def __init__(self, in_features: int, features: int, *, dropout: float, dtype, rngs: nnx.Rngs):
+    self.first = layers.ConvBNReLU(in_features, features, dtype=dtype, rngs=rngs)
+    self.second = layers.ConvBNReLU(features, features, dropout=dropout, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    return self.second(self.first(x), rngs=rngs)
+
+
+class PaperEncoder(nnx.Module):
+  """The paper's encoder: double convs of 64-128-256-512 filters with 2x2 max pools, 1024 centre.
+
+  ``base_filters`` scales every width (64 is the paper's; 16 trains on a CPU in minutes).
+  Input is raw RGB 0..255, scaled to 0..1.
+  """
+
+  feature_strides = (1, 2, 4, 8, 16)
+  needs_center = False
+
+  def __init__(self, *, base_filters: int = 64, dropout: float = 0.0, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    widths = [base_filters * 2**i for i in range(5)]
+    self.feature_channels = tuple(widths)
+    self.stages = nnx.List([
+      DoubleConv(cin, cout, dropout=dropout, dtype=dtype, rngs=rngs)
+      for cin, cout in zip([3, *widths[:-1]], widths)
+    ])
+
+  def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> list[jax.Array]:
+    x = x / 255.0
+    features = []
+    for i, stage in enumerate(self.stages):
+      if i > 0:
+        x = layers.max_pool(x, 2)
+      x = stage(x, rngs=rngs)
+      features.append(x)
+    return features
+
+
+class DecoderBlock(nnx.Module):
+  """Upsample by 2 (2x2 transposed conv or nearest), concatenate the skip, double conv."""
+
+  def __init__(self, in_features: int, skip_features: int, features: int, *, upsampling: str,
+               dropout: float, dtype, rngs: nnx.Rngs):
+    if upsampling == "transpose":
+      self.up = nnx.ConvTranspose(in_features, features, (2, 2), strides=(2, 2), dtype=dtype,
+                                  param_dtype=jnp.float32, rngs=rngs)
+      up_features = features
+    elif upsampling == "nearest":
+      self.up = None
+      up_features = in_features
+    else:
+      raise ValueError(f"unknown upsampling {upsampling!r}; choose transpose or nearest")
+    self.conv = DoubleConv(up_features + skip_features, features, dropout=dropout, dtype=dtype,
+                           rngs=rngs)
+
+  def __call__(self, x, skip=None, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    if self.up is None:
+      x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    else:
+      x = self.up(x)
+    if skip is not None:
+      x = jnp.concatenate([x, skip.astype(x.dtype)], axis=-1)
+    return self.conv(x, rngs=rngs)
+
+
+class UNet(nnx.Module):
+  """Encoder, optional centre block, decoder up to the input resolution, 1x1 conv head.
+
+  Returns logits (float32, NHWC with ``out_channels`` channels); the sigmoid is applied by
+  the loss and at prediction, where it is numerically safer. Inputs of any height and width
+  work: they are padded (edge pixels repeated) to a multiple of the deepest stride and the
+  logits cropped back.
+  """
+
+  def __init__(self, encoder: nnx.Module, *, decoder_filters: Sequence[int], upsampling: str,
+               dropout: float, out_channels: int = 1, dtype=jnp.float32, rngs: nnx.Rngs):
+    self.encoder = encoder
+    strides = encoder.feature_strides
+    channels = encoder.feature_channels
+    deepest = channels[-1]
+    # segmentation_models' centre block: a double conv of the same width on VGG's last pool.
+    self.center = (
+      DoubleConv(deepest, deepest, dropout=0.0, dtype=dtype, rngs=rngs)
+      if encoder.needs_center else None
+    )
+    x_features = deepest
+    skip_channels = dict(zip(strides, channels))
+    blocks = []
+    stride = strides[-1]
+    for features in decoder_filters[: _num_upsamplings(stride)]:
+      stride //= 2
+      blocks.append(DecoderBlock(x_features, skip_channels.get(stride, 0), features,
+                                 upsampling=upsampling, dropout=dropout, dtype=dtype, rngs=rngs))
+      x_features = features
+    if stride != 1:
+      raise ValueError(f"{len(decoder_filters)} decoder widths cannot undo stride {strides[-1]}")
+    self.blocks = nnx.List(blocks)
+    self.head = layers.conv(x_features, out_channels, 1, dtype=dtype, rngs=rngs)
+    self.max_stride = strides[-1]
+
+  def __call__(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+    height, width = images.shape[1:3]
+    pad_h, pad_w = -height % self.max_stride, -width % self.max_stride
+    if pad_h or pad_w:
+      images = jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    features = self.encoder(images, rngs=rngs)
+    skips = dict(zip(self.encoder.feature_strides, features))
+    x = features[-1]
+    if self.center is not None:
+      x = self.center(x, rngs=rngs)
+    stride = self.max_stride
+    for block in self.blocks:
+      stride //= 2
+      x = block(x, skips.get(stride), rngs=rngs)
+    logits = self.head(x).astype(jnp.float32)
+    return logits[:, :height, :width]
+
+
+def _num_upsamplings(stride: int) -> int:
+  return stride.bit_length() - 1

@@ -1,0 +1,106 @@
+"""A run folder: config, per-epoch metrics, Orbax checkpoints of the latest and best epoch.
+
+```
+RUN/config.json          the settings, as `Config.to_dict` writes them
+RUN/metrics.jsonl        one line per epoch
+RUN/checkpoints/latest/  the last finished epoch (what --resume continues)
+RUN/checkpoints/best/    the epoch with the best validation Dice (what evaluate reloads)
+RUN/summary.json         the final test metrics, written when training ends
+```
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxseg.config import Config
+from jaxseg.engine import TrainState
+from jaxseg.errors import JaxsegError
+
+
+class RunFolder:
+  def __init__(self, path: Path):
+    self.path = Path(path).absolute()
+    self.config_file = self.path / "config.json"
+    self.metrics_file = self.path / "metrics.jsonl"
+    self.summary_file = self.path / "summary.json"
+    self.curves_file = self.path / "training_curves.png"
+    self.figure_file = self.path / "predictions.png"
+    self._managers = {}
+
+  def exists(self) -> bool:
+    return self.config_file.exists()
+
+  def write_config(self, config: Config, extra: dict) -> None:
+    self.path.mkdir(parents=True, exist_ok=True)
+    _write_json(self.config_file, {**extra, "config": config.to_dict()})
+
+  def read_config(self) -> tuple[Config, dict]:
+    if not self.exists():
+      raise JaxsegError(f"{self.path}: not a jaxseg run (no config.json)")
+    saved = json.loads(self.config_file.read_text())
+    return Config.from_dict(saved.pop("config")), saved
+
+  # Metrics: lines past the epoch a run resumes from are dropped, so each epoch appears once.
+  def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
+    if not self.metrics_file.exists():
+      return []
+    lines = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line]
+    return [m for m in lines if up_to_epoch is None or m["epoch"] <= up_to_epoch]
+
+  def rewrite_metrics(self, history: list[dict]) -> None:
+    self.metrics_file.write_text("".join(json.dumps(m) + "\n" for m in history))
+
+  def append_metrics(self, metrics: dict) -> None:
+    with self.metrics_file.open("a") as f:
+      f.write(json.dumps(metrics) + "\n")
+
+  def write_summary(self, summary: dict) -> None:
+    _write_json(self.summary_file, summary)
+
+  def read_summary(self) -> dict:
+    return json.loads(self.summary_file.read_text())
+
+  # Checkpoints
+  def _manager(self, which: str) -> ocp.CheckpointManager:
+    if which not in self._managers:
+      self._managers[which] = ocp.CheckpointManager(
+        self.path / "checkpoints" / which,
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+      )
+    return self._managers[which]
+
+  def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
+    manager = self._manager(which)
+    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                meta=ocp.args.JsonSave(meta)))
+    manager.wait_until_finished()
+
+  def has_checkpoint(self, which: str) -> bool:
+    return self._manager(which).latest_step() is not None
+
+  def restore(self, which: str, like: TrainState) -> tuple[TrainState, dict]:
+    """The state saved as ``which`` (latest or best), shaped and placed like ``like``."""
+    manager = self._manager(which)
+    epoch = manager.latest_step()
+    if epoch is None:
+      raise JaxsegError(f"{self.path}: no {which} checkpoint to restore")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    restored = manager.restore(epoch, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    return restored.state, restored.meta
+
+  def close(self) -> None:
+    for manager in self._managers.values():
+      manager.close()
+
+
+def _write_json(path: Path, value: dict) -> None:
+  # Write then rename: a crash never leaves half a file in place of a good one.
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(value, indent=2) + "\n")
+  tmp.replace(path)

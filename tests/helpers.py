@@ -1,0 +1,19 @@
+"""Small data sets in the folder format, written by the tests."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from jaxseg.data.synthetic import generate_sample
+
+
+def write_folder(root: Path, count: int, *, size: int = 96, seed: int = 0) -> Path:
+  """``count`` synthetic images (BMP) and class masks (PNG) under root/images, root/masks."""
+  (root / "images").mkdir(parents=True)
+  (root / "masks").mkdir()
+  for index in range(count):
+    image, mask = generate_sample(seed, index, size)
+    cv2.imwrite(str(root / "images" / f"img_{index:03d}.bmp"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "masks" / f"img_{index:03d}.png"), mask)
+  return root
