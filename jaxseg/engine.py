@@ -121,7 +121,7 @@ class Steps:
   """The jitted steps over a mesh of every device, batches split along its ``data`` axis."""
 
   def __init__(self, model: Model, augment: Augment, batch_size: int):
-    devices = jax.devices()
+    devices = jax.devices()  # every process's: one global mesh
     if batch_size % len(devices):
       raise JaxsegError(
         f"--batch-size {batch_size} does not split over {len(devices)} devices; "
@@ -137,18 +137,25 @@ class Steps:
       out_shardings=(self.replicated, self.replicated),
       donate_argnums=0,
     )
+    # Evaluation results are small: replicate them so every process can read them.
     self.eval = jax.jit(functools.partial(eval_step, model),
                         in_shardings=(self.replicated, self.sharded, self.sharded),
-                        out_shardings=self.sharded)
+                        out_shardings=self.replicated)
     self.probabilities = jax.jit(
       lambda state, images: jax.nn.sigmoid(predict_logits(model, state, images)),
-      in_shardings=(self.replicated, self.sharded), out_shardings=self.sharded)
+      in_shardings=(self.replicated, self.sharded), out_shardings=self.replicated)
 
   def place(self, state: TrainState) -> TrainState:
-    return jax.device_put(state, self.replicated)
+    """Replicate ``state`` over the mesh (every process holds the same values)."""
+    return jax.tree.map(lambda x: self._global(np.asarray(x), self.replicated), state)
+
+  @staticmethod
+  def _global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
   def batch(self, *arrays: np.ndarray):
-    return tuple(jax.device_put(a, self.sharded) for a in arrays)
+    """Global batches onto the mesh; each process places the rows of its own devices."""
+    return tuple(self._global(a, self.sharded) for a in arrays)
 
   def padded(self, *arrays: np.ndarray):
     """Pad a last, short batch to the compiled batch size (the extra rows are dropped later)."""

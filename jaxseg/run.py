@@ -11,6 +11,7 @@ RUN/summary.json         the final test metrics, written when training ends
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -22,9 +23,23 @@ from jaxseg.engine import TrainState
 from jaxseg.errors import JaxsegError
 
 
+def _primary_only(write):
+  """Skip ``write`` on every process but process 0: one writer per file."""
+
+  @functools.wraps(write)
+  def guarded(self, *args, **kwargs):
+    if self.primary:
+      write(self, *args, **kwargs)
+
+  return guarded
+
+
 class RunFolder:
+  """A run's files. With several processes only process 0 writes; all of them can read."""
+
   def __init__(self, path: Path):
     self.path = Path(path).absolute()
+    self.primary = jax.process_index() == 0
     self.config_file = self.path / "config.json"
     self.metrics_file = self.path / "metrics.jsonl"
     self.summary_file = self.path / "summary.json"
@@ -35,6 +50,7 @@ class RunFolder:
   def exists(self) -> bool:
     return self.config_file.exists()
 
+  @_primary_only
   def write_config(self, config: Config, extra: dict) -> None:
     self.path.mkdir(parents=True, exist_ok=True)
     _write_json(self.config_file, {**extra, "config": config.to_dict()})
@@ -52,13 +68,16 @@ class RunFolder:
     lines = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line]
     return [m for m in lines if up_to_epoch is None or m["epoch"] <= up_to_epoch]
 
+  @_primary_only
   def rewrite_metrics(self, history: list[dict]) -> None:
     self.metrics_file.write_text("".join(json.dumps(m) + "\n" for m in history))
 
+  @_primary_only
   def append_metrics(self, metrics: dict) -> None:
     with self.metrics_file.open("a") as f:
       f.write(json.dumps(metrics) + "\n")
 
+  @_primary_only
   def write_summary(self, summary: dict) -> None:
     _write_json(self.summary_file, summary)
 

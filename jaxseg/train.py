@@ -18,6 +18,7 @@ from tqdm import tqdm
 from jaxseg import engine, plots
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
+from jaxseg.data.files import read_image
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.otsu import otsu_mask
@@ -61,7 +62,23 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
   parser.add_argument("--workdir", type=Path, help="run folder (default runs/BACKBONE-TARGET-TIME)")
   parser.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+  hosts = parser.add_argument_group("several hosts (jax.distributed)")
+  hosts.add_argument("--coordinator", help="HOST:PORT of process 0")
+  hosts.add_argument("--num-processes", type=int)
+  hosts.add_argument("--process-id", type=int)
+  hosts.add_argument("--distributed", action="store_true",
+                     help="join a multi-host run from the cluster launcher's environment (SLURM, "
+                          "Open MPI, ...) as jax.distributed detects it")
   return parser.parse_args(argv)
+
+
+def start_processes(args: argparse.Namespace) -> None:
+  """Join the other processes of a multi-host run; must come before any JAX computation."""
+  if args.coordinator is None and not args.distributed:
+    return
+  # CPU hosts (and the tests) need a collectives library; GPUs use NCCL regardless.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 def settings(args: argparse.Namespace) -> tuple[RunFolder, Config, str]:
@@ -110,6 +127,11 @@ def make_loaders(config: Config):
   return root, loaders
 
 
+def source_size(loader: Loader) -> list[int]:
+  """Height and width of the first training image: the scale that tiled prediction matches."""
+  return list(read_image(loader.examples[0].image).shape[:2])
+
+
 def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
   return scores(steps.counts(state, loader.epoch(shuffle=False, drop_remainder=False)))
 
@@ -144,7 +166,8 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
     run.rewrite_metrics(history)
     print(f"jaxseg: resuming {run.path} after epoch {meta['epoch']}")
   else:
-    run.write_config(config, {"preset": preset, "data_root": str(root), "weights": weights})
+    run.write_config(config, {"preset": preset, "data_root": str(root), "weights": weights,
+                              "source_size": source_size(loaders["train"])})
 
   train_loader = loaders["train"]
   steps_per_epoch = train_loader.steps(drop_remainder=True)
@@ -154,7 +177,7 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
     losses = []
     bar = tqdm(train_loader.epoch(epoch, shuffle=True, drop_remainder=True),
                total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step",
-               leave=False)
+               leave=False, disable=not run.primary)
     for images, masks in bar:
       state, metrics = steps.train(state, *steps.batch(images, masks), key)
       losses.append(metrics["loss"])  # stays on the device: no host round trip per step
@@ -193,15 +216,17 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
     "config": config.to_dict(),
   }
   run.write_summary(summary)
-  plots.training_curves(history, run.curves_file, config.target)
-  write_prediction_figure(steps, state, loaders["test"], config, run)
+  predictions = figure_predictions(steps, state, loaders["test"], config)  # every process
+  if run.primary:
+    plots.training_curves(history, run.curves_file, config.target)
+    plots.prediction_figure(*predictions, run.figure_file, config.target)
   run.close()
   return summary
 
 
-def write_prediction_figure(steps: engine.Steps, state, loader: Loader, config: Config,
-                            run: RunFolder) -> None:
-  """Figure 4 for a few test images, one of each kind where file names start with it."""
+def figure_predictions(steps: engine.Steps, state, loader: Loader, config: Config):
+  """Names, images, true and predicted masks of a few test images, one of each kind first
+  (where file names start with it, as the synthetic set's do)."""
   chosen, kinds = [], set()
   for index, example in enumerate(loader.examples):
     kind = example.name.split("_")[0]
@@ -213,8 +238,7 @@ def write_prediction_figure(steps: engine.Steps, state, loader: Loader, config: 
                    zip(*loader.epoch(shuffle=False, drop_remainder=False)))
   images, masks = images[chosen], masks[chosen]
   names = [loader.examples[i].name for i in chosen]
-  plots.prediction_figure(names, images, masks, steps.predict(state, images) > 0.5,
-                          run.figure_file, config.target)
+  return names, images, masks, steps.predict(state, images) > 0.5
 
 
 def versions() -> dict:
@@ -237,6 +261,7 @@ def print_table(summary: dict) -> None:
 @cli
 def main(argv=None) -> None:
   args = parse_args(argv)
+  start_processes(args)
   run, config, preset = settings(args)
   try:
     summary = train(run, config, preset, resume=args.resume)

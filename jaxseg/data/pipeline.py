@@ -29,8 +29,8 @@ from jaxseg.errors import DataError
 Batch = tuple[np.ndarray, np.ndarray]
 
 
-def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance):
-  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair."""
+def read_example(example: Example) -> tuple[np.ndarray, np.ndarray]:
+  """An example's RGB image and class mask, checked: same size, known mask values."""
   image, mask = read_image(example.image), read_mask(example.mask)
   if image.shape[:2] != mask.shape:
     raise DataError(
@@ -38,14 +38,37 @@ def decode_example(example: Example, *, image_size: int, target: str, enhancemen
       f"its image is {image.shape[1]}x{image.shape[0]}"
     )
   check_mask_values(mask, example.mask)
+  return image, mask
+
+
+def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance):
+  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair."""
+  image, mask = read_example(example)
   size = (image_size, image_size)
-  image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
   mask = cv2.resize(target_mask(mask, target), size, interpolation=cv2.INTER_NEAREST)
-  return enhance(image, enhancement), mask
+  return prepare_image(image, size, enhancement), mask
+
+
+def prepare_image(image: np.ndarray, size: tuple[int, int], enhancement: Enhance) -> np.ndarray:
+  """Resize an RGB image to ``size`` (height, width) by area averaging, then enhance it.
+
+  What a model sees of an image, at training, test and prediction time alike.
+  """
+  return enhance(cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA), enhancement)
 
 
 def tensorflow_available() -> bool:
   return importlib.util.find_spec("tensorflow") is not None
+
+
+def import_tensorflow():
+  """TensorFlow for reading data only: start-up logs quiet, GPUs left to JAX."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+  import tensorflow as tf
+
+  tf.config.set_visible_devices([], "GPU")
+  return tf
 
 
 class Loader:
@@ -87,12 +110,7 @@ class Loader:
   # tf.data: decoding runs in TensorFlow's thread pool; errors come back as values, so the
   # message naming the file reaches the user as it was written.
   def _warm_tf(self, bar):
-    # TensorFlow only reads files here: quiet its start-up logs, keep it off the GPUs.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
+    tf = import_tensorflow()
 
     def decode(index):
       try:

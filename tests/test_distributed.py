@@ -1,0 +1,75 @@
+"""Data parallelism: 4 devices equal 1 device; two processes equal one (CPU collectives)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import write_folder
+
+
+def python(*args, devices=1, timeout=900):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def test_four_devices_train_like_one(tmp_path):
+  results = {}
+  for devices in (1, 4):
+    out = tmp_path / f"{devices}.npz"
+    done = python("-m", "tests.train_steps", str(out), devices=devices)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results[devices] = np.load(out)
+  assert int(results[4]["devices"]) == 4 and int(results[1]["devices"]) == 1
+  # Per-device BatchNorm statistics would change the losses: the batch mean is global.
+  np.testing.assert_allclose(results[4]["losses"], results[1]["losses"], rtol=1e-5)
+  names = [n for n in results[1].files if n not in ("devices", "losses")]
+  assert names
+  for name in names:
+    np.testing.assert_allclose(results[4][name], results[1][name], atol=1e-5, rtol=1e-5,
+                               err_msg=name)
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+TINY = ["--image-size", "32", "--unet-filters", "4", "--batch-size", "4", "--loader", "plain",
+        "--preset", "quick"]
+
+
+def train_processes(count, *args):
+  """``python -m jaxseg.train ARGS`` as ``count`` processes of two devices each."""
+  port = free_port()
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  extra = lambda i: ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(count),
+                     "--process-id", str(i)] if count > 1 else []
+  procs = [subprocess.Popen([sys.executable, "-m", "jaxseg.train", *args, *extra(i)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(count)]
+  outputs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+
+
+def test_two_processes_checkpoint_resume_and_equal_one(tmp_path):
+  data = write_folder(tmp_path / "data", 12, size=64)
+  single, multi = tmp_path / "single", tmp_path / "multi"
+  train_processes(1, "--data", str(data), "--workdir", str(single), *TINY, "--epochs", "2")
+  train_processes(2, "--data", str(data), "--workdir", str(multi), *TINY, "--epochs", "1")
+  assert (multi / "checkpoints" / "latest").is_dir()
+  train_processes(2, "--workdir", str(multi), "--resume", "--epochs", "2")
+  lines = lambda run: [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+  assert [m["epoch"] for m in lines(multi)] == [1, 2]  # one writer: no duplicate lines
+  np.testing.assert_allclose([m["train_loss"] for m in lines(multi)],
+                             [m["train_loss"] for m in lines(single)], rtol=1e-4)
+  summary = lambda run: json.loads((run / "summary.json").read_text())["test"]
+  assert summary(multi) == pytest.approx(summary(single), abs=1e-3)
