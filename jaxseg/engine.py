@@ -52,7 +52,8 @@ def new_model(config: Config) -> nnx.Module:
   if config.precision not in COMPUTE_DTYPES:
     raise JaxsegError(f"--precision {config.precision!r}: choose fp32 or bf16")
   return create_model(config.backbone, unet_filters=config.unet_filters, decoder=config.decoder,
-                      dropout=config.dropout, dtype=COMPUTE_DTYPES[config.precision],
+                      dropout=config.dropout, batchnorm_momentum=config.batchnorm_momentum,
+                      dtype=COMPUTE_DTYPES[config.precision],
                       rngs=nnx.Rngs(params=config.seed))
 
 

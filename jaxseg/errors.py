@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 
 
 class JaxsegError(Exception):
@@ -19,6 +20,7 @@ def cli(main):
 
   @functools.wraps(main)
   def run(argv=None):
+    warnings.formatwarning = _one_line_warning
     try:
       return main(argv)
     except JaxsegError as error:
@@ -29,3 +31,7 @@ def cli(main):
       raise SystemExit(130) from None
 
   return run
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+  return f"jaxseg: warning: {message}\n"

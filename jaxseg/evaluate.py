@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from jaxseg import engine
+from jaxseg.config import enable_compilation_cache
 from jaxseg.errors import JaxsegError, cli
 from jaxseg.run import RunFolder
 from jaxseg.train import evaluate_loader, make_loaders, otsu_scores, print_table
@@ -41,6 +42,7 @@ def main(argv=None) -> None:
   parser.add_argument("--workdir", type=Path, required=True, help="a run folder of jaxseg.train")
   parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
   args = parser.parse_args(argv)
+  enable_compilation_cache()
   run = RunFolder(args.workdir)
   result = evaluate(run)
   run.close()

@@ -16,14 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxseg import engine, plots
-from jaxseg.config import Config
+from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.files import read_image
-from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
-from jaxseg.data.sources import dataset_root
+from jaxseg.data.sources import data_splits
 from jaxseg.errors import JaxsegError, cli
 from jaxseg.metrics import confusion_counts, scores
 from jaxseg.models import BACKBONES, DECODERS
@@ -35,7 +34,9 @@ OVERRIDES = {
   "backbone": dict(choices=BACKBONES, help="plain paper U-Net or a pretrained encoder"),
   "weights": dict(help="encoder weights: imagenet (converted, from the cache), none, or FILE"),
   "target": dict(choices=TARGETS, help="nuclei (class 2) or cytoplasm (the whole cell)"),
-  "data": dict(help="'synthetic' (built in) or a folder: DATA/images, DATA/masks"),
+  "data": dict(help="'synthetic' (built in), a folder (DATA/images, DATA/masks), or "
+                    "tfds:cervical_cytology (records in --tfds-dir)"),
+  "tfds_dir": dict(help="TFDS data folder of --data tfds:NAME"),
   "num_images": dict(type=int, help="synthetic images to generate"),
   "image_size": dict(type=int, help="training and evaluation size (square)"),
   "batch_size": dict(type=int, help="global batch size"),
@@ -110,9 +111,7 @@ def settings(args: argparse.Namespace) -> tuple[RunFolder, Config, str]:
 
 
 def make_loaders(config: Config):
-  root = dataset_root(config)
-  splits = split_dataset(root, test_fraction=config.test_fraction,
-                         val_fraction=config.val_fraction, seed=config.seed)
+  root, splits = data_splits(config)
   if len(splits.train) < config.batch_size:
     raise JaxsegError(f"{root}: {len(splits.train)} training images are fewer than "
                       f"--batch-size {config.batch_size}")
@@ -165,9 +164,10 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
     history = run.read_metrics(up_to_epoch=meta["epoch"])
     run.rewrite_metrics(history)
     print(f"jaxseg: resuming {run.path} after epoch {meta['epoch']}")
-  else:
-    run.write_config(config, {"preset": preset, "data_root": str(root), "weights": weights,
+  else:  # a new run, or one stopped before its first checkpoint: start it afresh
+    run.write_config(config, {"preset": preset, "data_root": root, "weights": weights,
                               "source_size": source_size(loaders["train"])})
+    run.rewrite_metrics([])
 
   train_loader = loaders["train"]
   steps_per_epoch = train_loader.steps(drop_remainder=True)
@@ -204,7 +204,7 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
     "target": config.target,
     "backbone": config.backbone,
     "weights": weights,
-    "data_root": str(root),
+    "data_root": root,
     "images": {split: len(loader) for split, loader in loaders.items()},
     "best_epoch": best_meta["epoch"],
     "val_dice": best_meta["best_dice"],
@@ -261,6 +261,7 @@ def print_table(summary: dict) -> None:
 @cli
 def main(argv=None) -> None:
   args = parse_args(argv)
+  enable_compilation_cache()
   start_processes(args)
   run, config, preset = settings(args)
   try:

@@ -1,5 +1,12 @@
 import os
+import tempfile
 
 # Keras reference models run on the JAX backend: no TensorFlow needed to check the ports.
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One XLA compilation cache for the whole session, subprocesses included: many tests build
+# the same small models, and building one compiles a program per initialiser shape.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxseg-xla-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Synthetic data and converted weights of the tests stay out of the user's cache.
+os.environ.setdefault("JAXSEG_CACHE", tempfile.mkdtemp(prefix="jaxseg-cache-"))

@@ -6,9 +6,9 @@ from jaxseg.config import Config
 def get_config() -> Config:
   return Config(
     unet_filters=16,
-    num_images=60,
+    num_images=100,
     image_size=128,
-    batch_size=8,
-    epochs=15,
+    batch_size=4,
+    epochs=30,
     learning_rate=3e-3,
   )

@@ -1,7 +1,12 @@
-"""Image folders and image/mask files, read with errors that name the file."""
+"""Image folders and image/mask files, read with errors that name the file.
+
+An image or mask is a file path, or `Encoded` bytes held in memory (a TFDS record's PNG):
+both decode through the same functions, so every source gives the same pixels and errors.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -51,12 +56,30 @@ def list_images(folder) -> list[Path]:
   return images
 
 
-def _decode(path: Path) -> np.ndarray | None:
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+  """An encoded image file's bytes, held in memory; ``label`` names it in errors."""
+
+  label: str
+  data: bytes = dataclasses.field(repr=False)
+
+  def __str__(self) -> str:
+    return self.label
+
+
+def _source(source) -> Path | Encoded:
+  return source if isinstance(source, Encoded) else Path(source)
+
+
+def _decode(source: Path | Encoded) -> np.ndarray | None:
   # imdecode rather than imread: any path works, on Windows too.
-  try:
-    data = np.fromfile(path, np.uint8)
-  except OSError as error:
-    raise DataError(f"{path}: {error.strerror or error}") from None
+  if isinstance(source, Encoded):
+    data = np.frombuffer(source.data, np.uint8)
+  else:
+    try:
+      data = np.fromfile(source, np.uint8)
+    except OSError as error:
+      raise DataError(f"{source}: {error.strerror or error}") from None
   if not data.size:
     return None
   # OpenCV would also log a warning of its own for a truncated file; the DataError suffices.
@@ -70,7 +93,7 @@ def _decode(path: Path) -> np.ndarray | None:
 
 def read_image(path) -> np.ndarray:
   """An image file as RGB uint8 (H, W, 3): gray is repeated, alpha dropped, 16-bit scaled."""
-  path = Path(path)
+  path = _source(path)
   image = _decode(path)
   if image is None:
     raise DataError(f"{path}: cannot read image (corrupt or unsupported)")
@@ -87,7 +110,7 @@ def read_image(path) -> np.ndarray:
 
 def read_mask(path) -> np.ndarray:
   """A mask file as uint8 (H, W); values are left to `jaxseg.data.masks.check_mask_values`."""
-  path = Path(path)
+  path = _source(path)
   mask = _decode(path)
   if mask is None:
     raise DataError(f"{path}: cannot read mask (corrupt or unsupported)")

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseg.data.files import list_images
+from jaxseg.data.files import Encoded, list_images
 from jaxseg.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
   name: str
-  image: Path
-  mask: Path
+  image: Path | Encoded
+  mask: Path | Encoded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +47,26 @@ def find_examples(root: Path) -> list[Example]:
 
 def split_dataset(root: Path, *, test_fraction: float, val_fraction: float, seed: int) -> Splits:
   """A fixed split where ``root`` has train/ and test/, else a seeded one; then validation."""
+  train, test = train_test_examples(root, test_fraction=test_fraction, seed=seed)
+  return with_validation(train, test, val_fraction=val_fraction, seed=seed)
+
+
+def train_test_examples(root: Path, *, test_fraction: float, seed: int):
+  """(train, test) examples: root/train and root/test where both exist, else a seeded split."""
   root = Path(root)
   if not root.is_dir():
     raise DataError(f"{root}: data folder not found")
   if (root / "train").is_dir() and (root / "test").is_dir():
-    train, test = find_examples(root / "train"), find_examples(root / "test")
-  else:
-    examples = find_examples(root)
-    if len(examples) < 3:
-      raise DataError(f"{root}: {len(examples)} images; a train/validation/test split needs 3")
-    train, test = _carve(examples, test_fraction, np.random.default_rng([seed, 0]))
+    return find_examples(root / "train"), find_examples(root / "test")
+  examples = find_examples(root)
+  if len(examples) < 3:
+    raise DataError(f"{root}: {len(examples)} images; a train/validation/test split needs 3")
+  return _carve(examples, test_fraction, np.random.default_rng([seed, 0]))
+
+
+def with_validation(train: list[Example], test: list[Example], *, val_fraction: float,
+                    seed: int) -> Splits:
+  """The splits, validation examples carved from ``train`` by ``seed``."""
   train, val = _carve(train, val_fraction, np.random.default_rng([seed, 1]))
   return Splits(train=train, val=val, test=test)
 

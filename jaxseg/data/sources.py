@@ -1,4 +1,4 @@
-"""Where a run's images come from: the built-in synthetic set or a folder of the user's."""
+"""Where a run's images come from: the built-in synthetic set, a folder, or TFDS records."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 
 from jaxseg.config import Config
 from jaxseg.data import synthetic
+from jaxseg.data.folder import Splits, split_dataset
+
+TFDS_PREFIX = "tfds:"
 
 
 def dataset_root(config: Config) -> Path:
@@ -16,3 +19,16 @@ def dataset_root(config: Config) -> Path:
     return synthetic.write_synthetic(root, config.num_images, seed=config.synthetic_seed,
                                      size=config.synthetic_size)
   return Path(config.data).expanduser()
+
+
+def data_splits(config: Config) -> tuple[str, Splits]:
+  """(where the data is, its train / validation / test examples) for ``config.data``."""
+  if config.data.startswith(TFDS_PREFIX):
+    from jaxseg.data.tfds_builder import tfds_splits  # TensorFlow Datasets only where asked
+
+    splits = tfds_splits(config.data.removeprefix(TFDS_PREFIX), config.tfds_dir,
+                         val_fraction=config.val_fraction, seed=config.seed)
+    return f"{config.data} in {config.tfds_dir or 'the default TFDS folder'}", splits
+  root = dataset_root(config)
+  return str(root), split_dataset(root, test_fraction=config.test_fraction,
+                                  val_fraction=config.val_fraction, seed=config.seed)

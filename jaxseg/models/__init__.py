@@ -20,6 +20,7 @@ def create_model(
   unet_filters: int = 64,
   decoder: str = "paper",
   dropout: float = 0.1,
+  batchnorm_momentum: float = 0.99,
   dtype=jnp.float32,
   rngs: nnx.Rngs,
 ) -> UNet:
@@ -32,8 +33,12 @@ def create_model(
   else:
     encoder = create_encoder(backbone, dtype=dtype, rngs=rngs)
     filters = DECODER_FILTERS
-  return UNet(encoder, decoder_filters=filters, upsampling=DECODERS[decoder], dropout=dropout,
-              dtype=dtype, rngs=rngs)
+  model = UNet(encoder, decoder_filters=filters, upsampling=DECODERS[decoder], dropout=dropout,
+               dtype=dtype, rngs=rngs)
+  for _, module in nnx.iter_modules(model):
+    if isinstance(module, nnx.BatchNorm):
+      module.momentum = batchnorm_momentum
+  return model
 
 
 __all__ = ["BACKBONES", "DECODERS", "create_encoder", "create_model", "UNet"]

@@ -141,9 +141,7 @@ class ConvBNReLU(nnx.Module):
     rngs: nnx.Rngs,
   ):
     self.conv = conv(in_features, out_features, 3, use_bias=False, dtype=dtype, rngs=rngs)
-    # Momentum 0.9, not Keras's 0.99: the running statistics that evaluation uses settle in
-    # tens of steps, which is all a small data set gives in its first epochs.
-    self.norm = batch_norm(out_features, momentum=0.9, dtype=dtype, rngs=rngs)
+    self.norm = batch_norm(out_features, dtype=dtype, rngs=rngs)
     # Spatial dropout drops whole feature maps: one mask per (example, channel).
     self.dropout = nnx.Dropout(dropout, broadcast_dims=(1, 2)) if dropout > 0 else None
 

@@ -9,6 +9,7 @@ from `jaxseg.models.backbones`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -19,6 +20,7 @@ from jaxseg.models import layers
 
 # segmentation_models' decoder widths; `--decoder smp` also switches to nearest upsampling.
 DECODER_FILTERS = (256, 128, 64, 32, 16)
+PRIOR = 0.1  # initial probability of the target at every pixel
 
 
 class DoubleConv(nnx.Module):
@@ -122,6 +124,9 @@ class UNet(nnx.Module):
       raise ValueError(f"{len(decoder_filters)} decoder widths cannot undo stride {strides[-1]}")
     self.blocks = nnx.List(blocks)
     self.head = layers.conv(x_features, out_channels, 1, dtype=dtype, rngs=rngs)
+    # Start from a 10% foreground prior, not 50%: while every pixel reads 0.5 the soft
+    # Jaccard loss pulls the background down only weakly, and small targets learn late.
+    self.head.bias[...] = jnp.full((out_channels,), math.log(PRIOR / (1 - PRIOR)))
     self.max_stride = strides[-1]
 
   def __call__(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:

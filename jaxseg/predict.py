@@ -1,0 +1,233 @@
+"""Segment images of any size with trained runs: ``python -m jaxseg.predict --run RUN IMAGES... --out DIR``.
+
+Two ways to bring an image to a model:
+
+- resized (default, the paper's way): the whole image is resized to the model's input size and
+  prepared as in training; the predicted probabilities are resized back (bilinear).
+- ``--tiled``: the image is rescaled to the scale the model was trained at (its input size over
+  the size of its training images), covered by tiles of the input size overlapping by half, and
+  the tiles' probabilities blended under a smooth window; large images keep their detail.
+
+Written per image: DIR/<stem>_mask.png in the folder format's classes (a cytoplasm run marks
+cells 1, a nuclei run nuclei 2; with --nuclei-run both, nuclei over their cells),
+<stem>_overlay.png and <stem>_segmented.png. ``--measure`` adds <stem>_cells.csv and, one row
+per image, measurements.csv (see `jaxseg.measure`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from jaxseg import engine, plots
+from jaxseg.config import enable_compilation_cache
+from jaxseg.data.files import list_images, read_image, write_mask
+from jaxseg.data.masks import CYTOPLASM, NUCLEUS
+from jaxseg.data.pipeline import prepare_image
+from jaxseg.errors import DataError, JaxsegError, cli
+from jaxseg.measure import NC_THRESHOLD, Cell, ImageSummary, measure_cells, summarize, write_csv
+from jaxseg.run import RunFolder
+
+# The mask value of each target; nuclei are written last, over the cells they lie in.
+TARGET_CLASSES = {"cytoplasm": CYTOPLASM, "nuclei": NUCLEUS}
+
+
+class TrainedModel:
+  """The best checkpoint of a run, predicting probabilities of the run's target."""
+
+  def __init__(self, path: Path, target: str | None = None):
+    run = RunFolder(path)
+    self.config, saved = run.read_config()
+    if target is not None and self.config.target != target:
+      raise JaxsegError(f"{run.path}: a {self.config.target} run; expected a {target} run")
+    if not run.has_checkpoint("best"):
+      raise JaxsegError(f"{run.path}: no best checkpoint yet (training has not finished an epoch)")
+    model, state = engine.build(self.config, engine.new_model(self.config))
+    self.steps = engine.Steps(model, self.config.augment, self.config.batch_size)
+    self.state, _ = run.restore("best", self.steps.place(state))
+    run.close()
+    self.path = run.path
+    self.source_size = saved.get("source_size")  # [height, width] of the training images
+
+  def probabilities(self, images: list[np.ndarray], tiled: bool) -> list[np.ndarray]:
+    """Target probabilities, float32 (H, W), of RGB images, each at its own size."""
+    if tiled:
+      return self._tiled(images)
+    size = (self.config.image_size,) * 2
+    batch = np.stack([prepare_image(image, size, self.config.enhance) for image in images])
+    return [_resize(p, image.shape[:2]) for p, image in
+            zip(self.steps.predict(self.state, batch), images)]
+
+  def _tiled(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    if self.source_size is None:
+      raise JaxsegError(f"{self.path}: config.json has no source_size; --tiled needs it")
+    tile = self.config.image_size
+    scale = [tile / side for side in self.source_size]
+    layouts, tiles = [], []  # per image: its size at the training scale, padded, tile corners
+    for image in images:
+      size = tuple(max(round(side * factor), 1) for side, factor in zip(image.shape, scale))
+      prepared = prepare_image(image, size, self.config.enhance)
+      # Mirror an image smaller than a tile out to a whole one; the extra is cropped below.
+      padded = np.pad(prepared, [(0, max(tile - side, 0)) for side in size] + [(0, 0)],
+                      mode="symmetric")
+      starts = [(y, x) for y in _tile_starts(padded.shape[0], tile)
+                for x in _tile_starts(padded.shape[1], tile)]
+      tiles += [padded[y:y + tile, x:x + tile] for y, x in starts]
+      layouts.append((size, padded.shape[:2], starts))
+    predicted = iter(self.steps.predict(self.state, np.stack(tiles)))
+    window = _window(tile)
+    maps = []
+    for image, (size, padded_size, starts) in zip(images, layouts):
+      total, weight = np.zeros(padded_size, np.float32), np.zeros(padded_size, np.float32)
+      for y, x in starts:
+        total[y:y + tile, x:x + tile] += next(predicted) * window
+        weight[y:y + tile, x:x + tile] += window
+      maps.append(_resize((total / weight)[:size[0], :size[1]], image.shape[:2]))
+    return maps
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+  """Tile offsets along one side: half a tile apart, the last one flush with the end."""
+  return [*range(0, length - tile, tile // 2), length - tile]
+
+
+def _window(tile: int) -> np.ndarray:
+  """2-D Hann window without its zero end points: tiles count most at their centres."""
+  hann = np.hanning(tile + 2)[1:-1].astype(np.float32)
+  return np.outer(hann, hann)
+
+
+def _resize(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+  return cv2.resize(probabilities, shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def class_mask(probabilities: dict[str, np.ndarray], threshold: float) -> np.ndarray:
+  """The uint8 class mask of each target's probabilities above ``threshold``."""
+  mask = np.zeros(next(iter(probabilities.values())).shape, np.uint8)
+  for target, value in TARGET_CLASSES.items():
+    if target in probabilities:
+      mask[probabilities[target] > threshold] = value
+  return mask
+
+
+def input_images(inputs: list[Path]) -> list[Path]:
+  """Image files of ``inputs`` (files, or folders of images), no two with one name."""
+  paths = []
+  for path in inputs:
+    if path.is_dir():
+      paths += list_images(path)
+    elif path.is_file():
+      paths.append(path)
+    else:
+      raise DataError(f"{path}: no such file or folder")
+  stems = {}
+  for path in paths:
+    if path.stem in stems:
+      raise DataError(f"{path}: same name as {stems[path.stem]}; their outputs would collide")
+    stems[path.stem] = path
+  return paths
+
+
+def read_chunks(paths: list[Path], size: int):
+  """(path, image) lists of up to ``size``; a bad file raises after the images before it."""
+  chunk = []
+  for path in paths:
+    try:
+      chunk.append((path, read_image(path)))
+    except DataError:
+      if chunk:
+        yield chunk  # the images read so far are still segmented and written
+      raise
+    if len(chunk) == size:
+      yield chunk
+      chunk = []
+  if chunk:
+    yield chunk
+
+
+def _write_picture(path: Path, image: np.ndarray) -> None:
+  write_mask(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))  # write_mask writes any uint8 PNG
+
+
+def predict(models: dict[str, TrainedModel], paths: list[Path], out: Path, *, tiled: bool,
+            threshold: float, measure: bool, nc_threshold: float) -> list[ImageSummary]:
+  """Segment ``paths`` with one model per target, writing each image's files into ``out``."""
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise DataError(f"{out}: cannot make the output folder: {error.strerror or error}") from None
+  summaries = []
+  chunk_size = max(model.config.batch_size for model in models.values())
+  with tqdm(total=len(paths), desc="predicting", unit="img") as bar:
+    for chunk in read_chunks(paths, chunk_size):
+      images = [image for _, image in chunk]
+      maps = {target: model.probabilities(images, tiled) for target, model in models.items()}
+      for index, (path, image) in enumerate(chunk):
+        mask = class_mask({target: maps[target][index] for target in maps}, threshold)
+        write_mask(out / f"{path.stem}_mask.png", mask)
+        overlay = plots.overlay(image, mask)
+        if len(models) > 1:  # nuclei a deeper red than their cells
+          overlay = plots.overlay(overlay, mask == NUCLEUS)
+        _write_picture(out / f"{path.stem}_overlay.png", overlay)
+        _write_picture(out / f"{path.stem}_segmented.png", plots.segmented(image, mask))
+        if measure:
+          cells = measure_cells(mask, nc_threshold)
+          write_csv(out / f"{path.stem}_cells.csv", Cell, cells)
+          summaries.append(summarize(path.name, cells))
+        bar.update()
+      if measure:
+        write_csv(out / "measurements.csv", ImageSummary, summaries)
+  return summaries
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m jaxseg.predict", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES",
+                      help="image files or folders of images")
+  parser.add_argument("--run", type=Path, required=True,
+                      help="a run folder of jaxseg.train (with --nuclei-run: a cytoplasm run)")
+  parser.add_argument("--nuclei-run", type=Path, help="a nuclei run: three-class masks")
+  parser.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+  parser.add_argument("--tiled", action="store_true",
+                      help="overlapping tiles at the training scale instead of one resize")
+  parser.add_argument("--threshold", type=float, default=0.5,
+                      help="probability above which a pixel belongs to the target")
+  parser.add_argument("--measure", action="store_true",
+                      help="per-cell measurements (needs --nuclei-run)")
+  parser.add_argument("--nc-threshold", type=float, default=NC_THRESHOLD,
+                      help="flag cells whose nucleus/cytoplasm area ratio is above this")
+  return parser.parse_args(argv)
+
+
+@cli
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  enable_compilation_cache()
+  if not 0 <= args.threshold < 1:
+    raise JaxsegError(f"--threshold {args.threshold}: choose a probability in [0, 1)")
+  if args.measure and args.nuclei_run is None:
+    raise JaxsegError("--measure needs cells and nuclei: give --run CYTOPLASM_RUN "
+                      "--nuclei-run NUCLEI_RUN")
+  paths = input_images(args.images)
+  if args.nuclei_run is None:
+    model = TrainedModel(args.run)
+    models = {model.config.target: model}
+  else:
+    models = {"cytoplasm": TrainedModel(args.run, "cytoplasm"),
+              "nuclei": TrainedModel(args.nuclei_run, "nuclei")}
+  summaries = predict(models, paths, args.out, tiled=args.tiled, threshold=args.threshold,
+                      measure=args.measure, nc_threshold=args.nc_threshold)
+  if args.measure:
+    flagged = sum(s.flagged_cells for s in summaries)
+    print(f"{sum(s.cells for s in summaries)} cells, {flagged} flagged "
+          f"(N/C ratio > {args.nc_threshold}): {args.out / 'measurements.csv'}")
+  print(f"{len(paths)} images segmented into {args.out}")
+
+
+if __name__ == "__main__":
+  main()

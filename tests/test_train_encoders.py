@@ -1,0 +1,75 @@
+"""Every encoder trains through the command line on tiny images; a frozen one stays as loaded."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from jaxseg import engine, train
+from jaxseg.models.backbones import ENCODER_NAMES
+from jaxseg.run import RunFolder
+from jaxseg.weights import keras_layer_weights
+from jaxseg.weights.store import load_encoder_weights, save_weights
+from tests.helpers import write_folder
+from tests.test_encoders import randomized_keras_model
+
+TINY = ["--image-size", "32", "--batch-size", "2", "--epochs", "1", "--loader", "plain",
+        "--preset", "quick"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  return write_folder(tmp_path_factory.mktemp("data"), 8, size=64)
+
+
+def run_train(data, workdir, *flags):
+  train.main(["--data", str(data), "--workdir", str(workdir), *TINY, *flags])
+  return json.loads((workdir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("name", ENCODER_NAMES)
+def test_encoder_trains(name, data, tmp_path):
+  summary = run_train(data, tmp_path / "run", "--backbone", name, "--weights", "none")
+  assert summary["backbone"] == name and summary["weights"].startswith("none")
+  for key in ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou"):
+    assert 0.0 <= summary["test"][key] <= 1.0, key
+  (epoch,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+  assert math.isfinite(epoch["train_loss"]) and 0.0 <= epoch["train_loss"] <= 1.0
+
+
+def encoder_leaves(tree) -> dict:
+  """``{path: array}`` of the variables under the model's ``encoder``, and of the rest."""
+  parts = {True: {}, False: {}}
+  for path, value in jax.tree_util.tree_leaves_with_path(tree):
+    in_encoder = str(getattr(path[0], "key", path[0])) == "encoder"
+    parts[in_encoder][jax.tree_util.keystr(path)] = np.asarray(value)
+  return parts[True], parts[False]
+
+
+def test_frozen_encoder_keeps_converted_weights(data, tmp_path):
+  """A frozen encoder's weights and BatchNorm statistics leave training as they were loaded."""
+  weights_file = tmp_path / "mobilenet_random.npz"
+  save_weights(weights_file, keras_layer_weights(randomized_keras_model("mobilenet")),
+               {"backbone": "mobilenet", "source": "random weights", "imagenet": False})
+  workdir = tmp_path / "run"
+  summary = run_train(data, workdir, "--backbone", "mobilenet", "--weights", str(weights_file),
+                      "--freeze-encoder")
+  assert summary["weights"] == f"random weights ({weights_file})"
+
+  run = RunFolder(workdir)
+  config, _ = run.read_config()
+  initial = engine.new_model(config)  # seeded by config.seed, as training's was
+  load_encoder_weights(initial.encoder, "mobilenet", str(weights_file), tmp_path)
+  _, before = engine.build(config, initial)
+  after, _ = run.restore("best", before)
+  run.close()
+  for kind in ("params", "model_state"):  # weights; BatchNorm statistics
+    encoder_before, decoder_before = encoder_leaves(getattr(before, kind))
+    encoder_after, decoder_after = encoder_leaves(getattr(after, kind))
+    assert encoder_before.keys() == encoder_after.keys() and encoder_before, kind
+    for path, value in encoder_before.items():
+      np.testing.assert_array_equal(encoder_after[path], value, err_msg=f"{kind}{path}")
+    assert any(not np.array_equal(decoder_after[path], value)
+               for path, value in decoder_before.items()), f"the decoder's {kind} did not change"
