@@ -1,5 +1,6 @@
 """Each encoder port equals its keras.applications model, feature map by feature map."""
 
+import functools
 import importlib
 
 import jax
@@ -14,8 +15,12 @@ from jaxseg.weights import WeightsMismatchError, keras_layer_weights, load_keras
 INPUT_SHAPE = (96, 160, 3)  # non-square, a multiple of 32
 
 
+@functools.cache  # building a Keras application on JAX takes long on a CPU: once per name
 def randomized_keras_model(name: str, seed: int = 0):
-  """The Keras reference with every variable random, BatchNorm statistics included."""
+  """The Keras reference with every variable random, BatchNorm statistics included.
+
+  Shared by several tests: read it, never change its variables.
+  """
   create_encoder(name, rngs=nnx.Rngs(0))  # registers the port
   application = getattr(keras.applications, ENCODERS[name].keras_application)
   keras.utils.set_random_seed(seed)
@@ -87,9 +92,7 @@ def test_port_matches_keras(name, tmp_path):
 
 @pytest.mark.parametrize("name", ENCODER_NAMES)
 def test_parameter_count_matches_keras(name):
-  create_encoder(name, rngs=nnx.Rngs(0))
-  application = getattr(keras.applications, ENCODERS[name].keras_application)
-  model = application(include_top=False, weights=None, input_shape=INPUT_SHAPE)
+  model = randomized_keras_model(name)
   encoder = create_encoder(name, rngs=nnx.Rngs(0))
   keras_count = sum(int(np.prod(w.shape)) for w in model.weights if not w.name.endswith("count"))
   port_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(encoder)))
