@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from jaxseg import engine, plots
@@ -80,6 +81,9 @@ def start_processes(args: argparse.Namespace) -> None:
   # CPU hosts (and the tests) need a collectives library; GPUs use NCCL regardless.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  # Meet once now, while the processes are in step: CPU collectives (gloo) give up when one
+  # process reaches its first collective more than 30 s after another.
+  multihost_utils.sync_global_devices("jaxseg: processes started")
 
 
 def settings(args: argparse.Namespace) -> tuple[RunFolder, Config, str]:
