@@ -1,0 +1,283 @@
+"""Throughput of the engine's steps: ``python -m jaxseg.bench --backbone all --precision bf16``.
+
+For each backbone, batch size and precision it times the jitted steps that training and
+prediction use (`jaxseg.engine.Steps`): the train step (forward, soft Jaccard loss, gradient,
+Adam update) with augmentation off, so that it measures the model, and the probability step.
+Batches are random, made once and placed on the devices before timing. Reported: compile
+time of the train step (lower + compile) and its first call, images/s of both steps, FLOPs
+per image from XLA's cost analysis, achieved TFLOP/s against one bf16 matmul timed by the
+same command, and peak device memory. ``--peer smp,keras`` times the same shapes in
+segmentation_models_pytorch and in a Keras 3 U-Net, where installed, and adds jaxseg/peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseg import engine
+from jaxseg.config import Config
+from jaxseg.data.augment import Augment
+from jaxseg.errors import JaxsegError, cli
+from jaxseg.models import BACKBONES, DECODERS
+from jaxseg.peers import PEERS, PeerUnavailable, load_peer
+from jaxseg.timing import Timing, measure_jitted, steps_per_second
+
+NO_AUGMENT = Augment(rotate_prob=0.0, hflip_prob=0.0, vflip_prob=0.0, scale_prob=0.0)
+PRECISIONS = tuple(engine.COMPUTE_DTYPES)
+
+
+def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Images and masks of the training pipeline's shapes and dtypes (uint8 RGB, uint8 0/1)."""
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8)
+  masks = rng.integers(0, 2, (batch_size, image_size, image_size), dtype=np.uint8)
+  return images, masks
+
+
+def measure_jaxseg(config: Config, images: np.ndarray, masks: np.ndarray, timing: Timing) -> dict:
+  """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them."""
+  model, state = engine.build(config, engine.new_model(config))
+  steps = engine.Steps(model, config.augment, config.batch_size)
+  images, masks = steps.batch(images, masks)
+  key = jax.random.key(config.seed)
+  return measure_jitted(steps.train, steps.probabilities, steps.place(state),
+                        (images, masks, key), (images,), config.batch_size, timing)
+
+
+def matmul_peak_tflops(size: int, timing: Timing) -> float:
+  """TFLOP/s of one square bf16 matmul on one device: the chip's practical matrix peak."""
+  a, b = jax.random.normal(jax.random.key(0), (2, size, size), jnp.bfloat16)
+  matmul = jax.jit(jnp.matmul)
+  return 2 * size**3 * steps_per_second(lambda: matmul(a, b), jax.block_until_ready, timing) / 1e12
+
+
+def add_rates(result: dict, peak_tflops: float) -> dict:
+  """Achieved TFLOP/s of each step and its share of the devices' bf16 matmul peak."""
+  for step in ("train", "infer"):
+    gflop, rate = result.get(f"{step}_gflop_per_image"), result.get(f"{step}_images_per_s")
+    tflops = gflop * rate / 1e3 if gflop and rate else None
+    result[f"{step}_tflops"] = tflops
+    result[f"{step}_peak_share"] = tflops / (peak_tflops * jax.device_count()) if tflops else None
+  return result
+
+
+def ratios(ours: dict, peer: dict) -> dict:
+  return {step: ours[f"{step}_images_per_s"] / peer[f"{step}_images_per_s"]
+          for step in ("train", "infer")}
+
+
+def run(args: argparse.Namespace, timing: Timing) -> dict:
+  """Every configuration of ``args``; the JSON file, if any, is rewritten after each row."""
+  peers, versions = {}, {}
+  for name in args.peer:
+    try:
+      peers[name] = load_peer(name)
+      versions[name] = peers[name].versions()
+    except PeerUnavailable as error:
+      versions[name] = {"unavailable": str(error)}
+      print(f"jaxseg.bench: peer {name} skipped, it does not import: {error}", file=sys.stderr)
+  matmul_size = args.matmul_size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
+  peak = matmul_peak_tflops(matmul_size, timing)
+  print(f"jaxseg.bench: {jax.device_count()} x {jax.devices()[0].device_kind}; "
+        f"bf16 matmul {matmul_size}^3: {peak:.2f} TFLOP/s; augmentation off", flush=True)
+  base = Config(unet_filters=args.unet_filters, decoder=args.decoder, image_size=args.image_size,
+                augment=NO_AUGMENT)
+  result = {
+    "command": "python -m jaxseg.bench " + " ".join(args.argv),
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "environment": environment(versions),
+    "settings": {
+      "image_size": base.image_size, "decoder": base.decoder, "unet_filters": base.unet_filters,
+      "dropout": base.dropout, "learning_rate": base.learning_rate, "weights": "random",
+      "augmentation": "off", "steps": timing.steps, "repeats": timing.repeats,
+      "warmup": timing.warmup,
+    },
+    "matmul_peak": {"size": matmul_size, "dtype": "bfloat16", "tflops": peak},
+    "rows": [],
+  }
+  print_header(list(peers))
+  for backbone in args.backbone:
+    for batch_size in args.batch_size:
+      for precision in args.precision:
+        config = base.replace(backbone=backbone, batch_size=batch_size, precision=precision)
+        row = measure_row(config, peers, peak, timing)
+        gc.collect()  # free this configuration's executables and buffers before the next
+        print_row(row, list(peers))
+        result["rows"].append(row)
+        result["environment"]["load_average"]["end"] = os.getloadavg()[0]
+        if args.json:  # a run cut short still leaves the rows it finished
+          write_json(args.json, result)
+  return result
+
+
+def measure_row(config: Config, peers: dict, peak: float, timing: Timing) -> dict:
+  """jaxseg and each peer on one configuration. A peer's failure (out of memory, say) is
+  recorded in its place; jaxseg's is raised."""
+  images, masks = random_batch(config.batch_size, config.image_size)
+  row = {"backbone": config.backbone, "batch_size": config.batch_size,
+         "precision": config.precision,
+         "jaxseg": add_rates(measure_jaxseg(config, images, masks, timing), peak),
+         "peers": {}, "ratio": {}}
+  for name, peer in peers.items():
+    if not peer.supports(config.backbone):
+      continue
+    try:
+      measured = peer.measure(config.backbone, images, masks, precision=config.precision,
+                              timing=timing)
+    except Exception as error:  # a foreign library may fail in any way
+      row["peers"][name] = {"error": f"{type(error).__name__}: {error}"}
+      print(f"jaxseg.bench: peer {name} failed on {config.backbone}: {error}", file=sys.stderr)
+      continue
+    row["peers"][name] = add_rates(measured, peak)
+    row["ratio"][name] = ratios(row["jaxseg"], measured)
+  return row
+
+
+def write_json(path: Path, result: dict) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def environment(peer_versions: dict) -> dict:
+  import flax
+  import optax
+
+  device = jax.devices()[0]
+  return {
+    "platform": device.platform,
+    "device_kind": device.device_kind,
+    "device_count": jax.device_count(),
+    "cpu": cpu_model(),
+    # Other work on the host slows every number: the 1-minute load before and after.
+    "load_average": {"start": os.getloadavg()[0], "end": None},
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "jaxlib": importlib.metadata.version("jaxlib"),
+    "flax": flax.__version__,
+    "optax": optax.__version__,
+    "numpy": np.__version__,
+    "peers": peer_versions,
+  }
+
+
+def cpu_model() -> str:
+  cpuinfo = Path("/proc/cpuinfo")
+  if cpuinfo.exists():
+    for line in cpuinfo.read_text().splitlines():
+      if line.startswith("model name"):
+        return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+  return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+# Table columns: heading, field, format. Each peer adds its images/s and the ratios.
+COLUMNS = (
+  ("compile s", "compile_s", "{:.1f}".format),
+  ("1st call s", "first_call_s", "{:.2f}".format),
+  ("train img/s", "train_images_per_s", "{:.1f}".format),
+  ("infer img/s", "infer_images_per_s", "{:.1f}".format),
+  ("train GF/img", "train_gflop_per_image", "{:.3g}".format),
+  ("infer GF/img", "infer_gflop_per_image", "{:.3g}".format),
+  ("train TF/s", "train_tflops", "{:.3g}".format),
+  ("% peak", "train_peak_share", "{:.1%}".format),
+  ("peak MiB", "peak_memory_bytes", lambda v: f"{v / 2**20:.0f}"),
+)
+PEER_COLUMNS = (("train img/s", "train_images_per_s", "{:.1f}".format),
+                ("infer img/s", "infer_images_per_s", "{:.1f}".format))
+RATIO = "{:.2f}".format
+
+
+def _cell(value, fmt, width: int) -> str:
+  return f"{'-' if value is None else fmt(value):>{width}}"
+
+
+def print_header(peers: list[str]) -> None:
+  head = f"{'backbone':15s}{'batch':>6s}{'prec':>6s}" + "".join(f"{h:>13s}" for h, _, _ in COLUMNS)
+  for name in peers:
+    head += "".join(f"{name + ' ' + h:>19s}" for h, _, _ in PEER_COLUMNS)
+    head += f"{'x ' + name + ' train':>15s}{'x ' + name + ' infer':>15s}"
+  print(head, flush=True)
+
+
+def print_row(row: dict, peers: list[str]) -> None:
+  """One configuration; ``-`` where a value is missing (no peer for the plain U-Net)."""
+  line = f"{row['backbone']:15s}{row['batch_size']:6d}{row['precision']:>6s}"
+  line += "".join(_cell(row["jaxseg"][field], fmt, 13) for _, field, fmt in COLUMNS)
+  for name in peers:
+    peer, ratio = row["peers"].get(name, {}), row["ratio"].get(name, {})
+    line += "".join(_cell(peer.get(field), fmt, 19) for _, field, fmt in PEER_COLUMNS)
+    line += "".join(_cell(ratio.get(step), RATIO, 15) for step in ("train", "infer"))
+  print(line, flush=True)
+
+
+def _names(choices):
+  def parse(text: str) -> list[str]:
+    names = list(choices) if text == "all" else [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in choices]
+    if unknown:
+      raise argparse.ArgumentTypeError(f"{unknown[0]!r}: choose from all, {', '.join(choices)}")
+    return names
+  return parse
+
+
+def _positive_ints(text: str) -> list[int]:
+  try:
+    values = [int(v) for v in text.split(",") if v]
+  except ValueError:
+    values = []
+  if not values or min(values) < 1:
+    raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers separated by commas")
+  return values
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="python -m jaxseg.bench", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--backbone", type=_names(BACKBONES), default="all",
+                      help="all, or names separated by commas")
+  parser.add_argument("--batch-size", type=_positive_ints, default="18,64")
+  parser.add_argument("--precision", type=_names(PRECISIONS), default="fp32,bf16")
+  parser.add_argument("--image-size", type=int, default=224)
+  parser.add_argument("--decoder", choices=tuple(DECODERS), default="paper",
+                      help="smp: the decoder in segmentation_models' shape, the peers' work")
+  parser.add_argument("--unet-filters", type=int, default=64, help="plain U-Net's first width")
+  parser.add_argument("--steps", type=int, default=Timing.steps, help="steps per timed run")
+  parser.add_argument("--repeats", type=int, default=Timing.repeats,
+                      help="timed runs; the median counts")
+  parser.add_argument("--warmup", type=int, default=Timing.warmup, help="untimed steps first")
+  parser.add_argument("--peer", type=_names(PEERS), default="", help="smp, keras or both")
+  parser.add_argument("--matmul-size", type=int,
+                      help="side of the bf16 matmul that measures the peak (8192; 2048 on CPU)")
+  parser.add_argument("--json", type=Path, help="write the results here")
+  args = parser.parse_args(argv)
+  args.argv = list(sys.argv[1:] if argv is None else argv)
+  return args
+
+
+@cli
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  # Allocate GPU memory as needed, so that peak memory means something and a torch peer in
+  # this process finds room; JAX reads it when it first touches a device.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  if min(args.steps, args.repeats) < 1 or args.warmup < 0:
+    raise JaxsegError("--steps and --repeats must be at least 1, --warmup at least 0")
+  result = run(args, Timing(steps=args.steps, repeats=args.repeats, warmup=args.warmup))
+  if args.json:
+    print(f"jaxseg.bench: wrote {args.json}")
+  return result
+
+
+if __name__ == "__main__":
+  main()

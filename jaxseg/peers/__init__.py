@@ -1,0 +1,28 @@
+"""Peer programs that `jaxseg.bench` times on the same shapes, each where its library is installed.
+
+A peer module has ``supports(backbone)``, ``measure(backbone, images, masks, *, precision,
+timing)`` returning the fields of `jaxseg.timing.measure_jitted` it can measure (None for
+the others), and ``versions()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+PEERS = {
+  "smp": "jaxseg.peers.smp_unet",      # segmentation_models_pytorch, PyTorch eager
+  "keras": "jaxseg.peers.keras_unet",  # Keras 3 on the JAX backend
+}
+
+
+def load_peer(name: str) -> ModuleType:
+  """The peer's module; raises `PeerUnavailable` where its libraries do not import."""
+  try:
+    return importlib.import_module(PEERS[name])
+  except Exception as error:  # a broken install fails in many ways, not only ImportError
+    raise PeerUnavailable(f"{type(error).__name__}: {error}") from error
+
+
+class PeerUnavailable(Exception):
+  """A peer's libraries are missing or do not import; the message says why."""

@@ -1,0 +1,119 @@
+"""The Keras peer: a Keras 3 U-Net on the JAX backend, trained by a jitted stateless step.
+
+The encoder is the ``keras.applications`` model that jaxseg's port copies (random weights,
+no top), tapped at the same layers (``keras_feature_layers``); the decoder has smp's shape:
+nearest 2x upsampling, the skip concatenated, two conv-BN-ReLU, widths 256-128-64-32-16 and a
+sigmoid 1x1 head (plus smp's centre block on VGG). ``mixed_bfloat16`` policy for ``bf16``.
+
+Training follows Keras's guide to a JAX training loop: ``model.stateless_call`` inside
+``jax.value_and_grad`` and ``optimizer.stateless_apply`` (Adam), under one ``jax.jit`` that
+donates the variables; inference is a jitted stateless call. ``model.fit`` or
+``train_on_batch`` would add a host round trip per step to fetch the logs, which this avoids,
+and both steps go through the same `jaxseg.timing.measure_jitted` as jaxseg's own.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["KERAS_BACKEND"] = "jax"  # must precede the first import of keras
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxseg.models import backbones  # noqa: E402
+from jaxseg.models.unet import DECODER_FILTERS  # noqa: E402
+from jaxseg.timing import Timing, measure_jitted  # noqa: E402
+
+if keras.backend.backend() != "jax":
+  raise ImportError(f"keras was imported with the {keras.backend.backend()!r} backend first; "
+                    "the Keras peer needs KERAS_BACKEND=jax")
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+
+
+def supports(backbone: str) -> bool:
+  return backbone in backbones.ENCODER_NAMES
+
+
+def versions() -> dict:
+  return {"keras": keras.__version__, "backend": "jax"}
+
+
+def build_unet(backbone: str, image_size: int, precision: str) -> keras.Model:
+  """The Keras U-Net of ``backbone`` for square images of ``image_size``."""
+  port = _port(backbone)
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(POLICIES[precision])
+  try:
+    encoder = getattr(keras.applications, port.keras_application)(
+      weights=None, include_top=False, input_shape=(image_size, image_size, 3))
+    features = [encoder.get_layer(name).output for name in port.keras_feature_layers]
+    x = features[-1]
+    if port.needs_center:
+      x = _conv_bn_relu(_conv_bn_relu(x, x.shape[-1]), x.shape[-1])
+    for width, skip in zip(DECODER_FILTERS, [*features[-2::-1], None]):
+      x = keras.layers.UpSampling2D(2, interpolation="nearest")(x)
+      if skip is not None:
+        x = keras.layers.Concatenate()([x, skip])
+      x = _conv_bn_relu(_conv_bn_relu(x, width), width)
+    probabilities = keras.layers.Conv2D(1, 1, activation="sigmoid", dtype="float32")(x)
+    return keras.Model(encoder.input, probabilities)
+  finally:
+    keras.config.set_dtype_policy(previous)
+
+
+def _port(backbone: str):
+  """jaxseg's port of ``backbone``: its Keras application, skip layers and centre block."""
+  backbones._import_ports()  # the ports register themselves on import
+  return backbones.ENCODERS[backbone]
+
+
+def _conv_bn_relu(x, width: int):
+  x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+  x = keras.layers.BatchNormalization()(x)
+  return keras.layers.ReLU()(x)
+
+
+def jaccard_loss(probabilities, targets, smooth: float = 1.0):
+  """jaxseg's soft Jaccard loss, on probabilities (the Keras head ends in a sigmoid)."""
+  probabilities = probabilities.astype(jnp.float32)
+  intersection = jnp.sum(probabilities * targets)
+  union = jnp.sum(probabilities) + jnp.sum(targets) - intersection
+  return 1.0 - (intersection + smooth) / (union + smooth)
+
+
+def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str,
+            timing: Timing) -> dict:
+  """Train and inference throughput of the Keras U-Net on ``images`` and ``masks``."""
+  model = build_unet(backbone, images.shape[1], precision)
+  optimizer = keras.optimizers.Adam(learning_rate=3e-3)
+  optimizer.build(model.trainable_variables)
+  state = ([v.value for v in model.trainable_variables],
+           [v.value for v in model.non_trainable_variables],
+           [v.value for v in optimizer.variables])
+
+  def loss_fn(trainable, non_trainable, x, y):
+    probabilities, non_trainable = model.stateless_call(trainable, non_trainable, x,
+                                                        training=True)
+    return jaccard_loss(probabilities[..., 0], y), non_trainable
+
+  def train_step(state, x, y):
+    trainable, non_trainable, optimizer_variables = state
+    (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      trainable, non_trainable, x, y)
+    trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, grads,
+                                                               trainable)
+    return (trainable, non_trainable, optimizer_variables), loss
+
+  def infer_step(state, x):
+    trainable, non_trainable, _ = state
+    return model.stateless_call(trainable, non_trainable, x, training=False)[0][..., 0]
+
+  x = jax.device_put(images.astype(np.float32))
+  y = jax.device_put(masks.astype(np.float32))
+  result = measure_jitted(jax.jit(train_step, donate_argnums=0), jax.jit(infer_step), state,
+                          (x, y), (x,), len(images), timing)
+  return {"encoder": f"keras.applications.{_port(backbone).keras_application}", **result}

@@ -1,0 +1,92 @@
+"""The benchmark command on tiny CPU shapes: what its JSON holds, never how fast anything is."""
+
+import json
+
+import pytest
+
+from jaxseg import bench
+from jaxseg.peers import PeerUnavailable, load_peer
+from jaxseg.timing import xla_flops
+
+TINY = ["--backbone", "unet,mobilenet", "--batch-size", "2", "--image-size", "32",
+        "--steps", "2", "--repeats", "1", "--warmup", "1", "--precision", "fp32",
+        "--unet-filters", "4", "--matmul-size", "256"]
+MEASURED = ("compile_s", "first_call_s", "train_images_per_s", "infer_images_per_s",
+            "train_gflop_per_image", "infer_gflop_per_image", "train_tflops", "train_peak_share")
+
+
+def importable(peer: str) -> bool:
+  try:
+    load_peer(peer)
+  except PeerUnavailable:
+    return False
+  return True
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+  path = tmp_path_factory.mktemp("bench") / "bench.json"
+  returned = bench.main([*TINY, "--peer", "smp,keras", "--json", str(path)])
+  written = json.loads(path.read_text())
+  assert written == json.loads(json.dumps(returned))
+  return written
+
+
+def test_environment_and_settings(result):
+  assert result["command"].startswith("python -m jaxseg.bench --backbone unet,mobilenet")
+  assert result["date"]
+  environment = result["environment"]
+  for key in ("platform", "device_kind", "device_count", "cpu", "jax", "jaxlib", "flax"):
+    assert environment[key], key
+  assert set(environment["peers"]) == {"smp", "keras"}
+  assert environment["load_average"]["end"] is not None  # updated after every row
+  assert result["settings"]["augmentation"] == "off"
+  assert result["settings"]["image_size"] == 32 and result["settings"]["steps"] == 2
+  assert result["matmul_peak"]["size"] == 256 and result["matmul_peak"]["tflops"] > 0
+
+
+def test_one_row_per_configuration(result):
+  rows = result["rows"]
+  assert [(r["backbone"], r["batch_size"], r["precision"]) for r in rows] == [
+    ("unet", 2, "fp32"), ("mobilenet", 2, "fp32")]
+  for row in rows:
+    measured = row["jaxseg"]
+    for key in MEASURED:
+      assert measured[key] > 0, (row["backbone"], key)
+    assert measured["train_gflop_per_image"] > measured["infer_gflop_per_image"]
+    assert "peak_memory_bytes" in measured  # None on a CPU
+
+
+@pytest.mark.parametrize("peer", ["smp", "keras"])
+def test_peer_rows(result, peer):
+  if not importable(peer):
+    assert "unavailable" in result["environment"]["peers"][peer]
+    pytest.skip(f"{peer} does not import here")
+  unet, mobilenet = result["rows"]
+  assert peer not in unet["peers"]  # no peer has the paper's plain U-Net
+  measured = mobilenet["peers"][peer]
+  assert measured["train_images_per_s"] > 0 and measured["infer_images_per_s"] > 0
+  assert measured["train_gflop_per_image"] > measured["infer_gflop_per_image"] > 0
+  assert mobilenet["ratio"][peer]["train"] > 0 and mobilenet["ratio"][peer]["infer"] > 0
+
+
+class FakeStage:
+  def __init__(self, analysis):
+    self.analysis = analysis
+
+  def cost_analysis(self):
+    return self.analysis
+
+
+def test_xla_flops_reads_either_cost_analysis_shape():
+  assert xla_flops(FakeStage({"flops": 12.0})) == 12.0
+  assert xla_flops(FakeStage([{"flops": 12.0}])) == 12.0  # older jax: one dict per module
+  assert xla_flops(FakeStage([])) is None
+  assert xla_flops(FakeStage({"bytes accessed": 3.0})) is None
+
+
+def test_unknown_backbone_is_a_usage_error(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    bench.main(["--backbone", "resnet18"])
+  assert exit_info.value.code == 2
+  assert "resnet18" in capsys.readouterr().err
