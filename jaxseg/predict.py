@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from jaxseg import engine, plots
 from jaxseg.config import enable_compilation_cache
-from jaxseg.data.files import list_images, read_image, write_mask
+from jaxseg.data.files import check_unique_names, list_images, read_image, write_mask
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
 from jaxseg.errors import DataError, JaxsegError, cli
@@ -124,11 +124,7 @@ def input_images(inputs: list[Path]) -> list[Path]:
       paths.append(path)
     else:
       raise DataError(f"{path}: no such file or folder")
-  stems = {}
-  for path in paths:
-    if path.stem in stems:
-      raise DataError(f"{path}: same name as {stems[path.stem]}; their outputs would collide")
-    stems[path.stem] = path
+  check_unique_names(paths, "their outputs would collide")
   return paths
 
 

@@ -48,12 +48,17 @@ def list_images(folder) -> list[Path]:
       images.append(path)
   if not images:
     raise DataError(f"{folder}: no images ({' '.join(IMAGE_SUFFIXES)})")
-  stems = {}
-  for path in images:
-    if path.stem in stems:
-      raise DataError(f"{path}: same name as {stems[path.stem]}; names must be unique")
-    stems[path.stem] = path
+  check_unique_names(images, "names must be unique")
   return images
+
+
+def check_unique_names(paths: list[Path], why: str) -> None:
+  """Raise `DataError` for the first path whose name (less its suffix) another one has."""
+  stems = {}
+  for path in paths:
+    if path.stem in stems:
+      raise DataError(f"{path}: same name as {stems[path.stem]}; {why}")
+    stems[path.stem] = path
 
 
 @dataclasses.dataclass(frozen=True)
