@@ -91,7 +91,7 @@ def run(args: argparse.Namespace, timing: Timing) -> dict:
   matmul_size = args.matmul_size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
   peak = matmul_peak_tflops(matmul_size, timing)
   print(f"jaxseg.bench: {jax.device_count()} x {jax.devices()[0].device_kind}; "
-        f"bf16 matmul {matmul_size}^3: {peak:.2f} TFLOP/s; augmentation off", flush=True)
+        f"bf16 matmul {matmul_size}^3: {peak:.3g} TFLOP/s; augmentation off", flush=True)
   base = Config(unet_filters=args.unet_filters, decoder=args.decoder, image_size=args.image_size,
                 augment=NO_AUGMENT)
   result = {

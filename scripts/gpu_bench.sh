@@ -6,11 +6,12 @@
 #
 # Installs nothing. A peer runs where it imports; a folder .peers/ of unpacked wheels, where
 # present, goes on PYTHONPATH (docs/benchmarks.md says how to make it). Writes the JSON, the
-# log and nvidia-smi's view of the card under $OUT (default bench-out/), then a short table.
+# log and nvidia-smi's view of the card under $OUT (default /tmp/jaxseg-bench), then a
+# short table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
-out="${OUT:-bench-out}"
+out="${OUT:-/tmp/jaxseg-bench}"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 json="$out/bench-gpu-$stamp.json"
 mkdir -p "$out"
@@ -30,15 +31,15 @@ import json, sys
 result = json.load(open(sys.argv[1]))
 env, peers = result["environment"], list(result["environment"]["peers"])
 print(f"\n{env['device_kind']}: jax {env['jax']}, flax {env['flax']}, "
-      f"bf16 matmul {result['matmul_peak']['tflops']:.0f} TFLOP/s; images/s, train / infer")
-head = f"{'model':15s}{'batch':>6s}{'prec':>6s}{'jaxseg':>16s}{'% peak':>8s}"
+      f"bf16 matmul {result['matmul_peak']['tflops']:.3g} TFLOP/s; images/s, train / infer")
+head = f"{'model':15s}{'batch':>6s}{'prec':>6s}{'jaxseg':>16s}{'% peak':>9s}"
 print(head + "".join(f"{name:>16s}{'x ' + name:>14s}" for name in peers))
 pair = lambda a, b, f: "-" if a is None else f"{a:{f}} / {b:{f}}"
 for row in result["rows"]:
-  ours = row["jaxseg"]
+  ours, share = row["jaxseg"], row["jaxseg"]["train_peak_share"]
   line = (f"{row['backbone']:15s}{row['batch_size']:6d}{row['precision']:>6s}"
           f"{pair(ours['train_images_per_s'], ours['infer_images_per_s'], '.0f'):>16s}"
-          f"{ours['train_peak_share'] or 0:>8.1%}")
+          f"{'-' if share is None else format(share, '.1%'):>9s}")
   for name in peers:
     peer, ratio = row["peers"].get(name, {}), row["ratio"].get(name, {})
     line += f"{pair(peer.get('train_images_per_s'), peer.get('infer_images_per_s'), '.0f'):>16s}"
