@@ -1,10 +1,11 @@
 """Small data sets in the folder format, written by the tests."""
 
+import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 
+from jaxseg import train
 from jaxseg.data.synthetic import generate_sample
 
 
@@ -17,3 +18,9 @@ def write_folder(root: Path, count: int, *, size: int = 96, seed: int = 0) -> Pa
     cv2.imwrite(str(root / "images" / f"img_{index:03d}.bmp"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(root / "masks" / f"img_{index:03d}.png"), mask)
   return root
+
+
+def train_summary(data: Path, workdir: Path, *flags: str) -> dict:
+  """Train through the command line on ``data`` into ``workdir``; the run's summary.json."""
+  train.main(["--data", str(data), "--workdir", str(workdir), *flags])
+  return json.loads((workdir / "summary.json").read_text())

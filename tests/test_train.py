@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxseg import evaluate, train
-from tests.helpers import write_folder
+from tests.helpers import train_summary, write_folder
 
 TINY = ["--image-size", "32", "--unet-filters", "4", "--batch-size", "2", "--loader", "plain",
         "--preset", "quick"]
@@ -20,8 +20,7 @@ def data(tmp_path_factory):
 
 
 def run_train(data, workdir, *extra):
-  train.main(["--data", str(data), "--workdir", str(workdir), *TINY, *extra])
-  return json.loads((workdir / "summary.json").read_text())
+  return train_summary(data, workdir, *TINY, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg import engine, train
+from jaxseg import engine
 from jaxseg.models.backbones import ENCODER_NAMES
 from jaxseg.run import RunFolder
 from jaxseg.weights import keras_layer_weights
 from jaxseg.weights.store import load_encoder_weights, save_weights
-from tests.helpers import write_folder
+from tests.helpers import train_summary, write_folder
 from tests.test_encoders import randomized_keras_model
 
 TINY = ["--image-size", "32", "--batch-size", "2", "--epochs", "1", "--loader", "plain",
@@ -25,8 +25,7 @@ def data(tmp_path_factory):
 
 
 def run_train(data, workdir, *flags):
-  train.main(["--data", str(data), "--workdir", str(workdir), *TINY, *flags])
-  return json.loads((workdir / "summary.json").read_text())
+  return train_summary(data, workdir, *TINY, *flags)
 
 
 @pytest.mark.parametrize("name", ENCODER_NAMES)
