@@ -87,7 +87,10 @@ def train_or_skip(path: Path, method: str, target: str, flags: list[str]) -> dic
                         f"{config.epochs}; choose another --out")
     print(f"{run.path.name}: finished earlier, skipped")
     return summary
-  summary = train.train(run, config, preset, resume=resume)
+  try:
+    summary = train.train(run, config, preset, resume=resume)
+  finally:
+    run.close()
   train.print_table(summary)
   return summary
 

@@ -89,15 +89,16 @@ class RunFolder:
     if which not in self._managers:
       self._managers[which] = ocp.CheckpointManager(
         self.path / "checkpoints" / which,
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+        # Synchronous: writing the state takes a fraction of a second, and a save that has
+        # returned is on disk when a run is interrupted.
+        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                             enable_async_checkpointing=False),
       )
     return self._managers[which]
 
   def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
-    manager = self._manager(which)
-    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                meta=ocp.args.JsonSave(meta)))
-    manager.wait_until_finished()
+    self._manager(which).save(epoch, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
   def has_checkpoint(self, which: str) -> bool:
     return self._manager(which).latest_step() is not None

@@ -224,7 +224,6 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
   if run.primary:
     plots.training_curves(history, run.curves_file, config.target)
     plots.prediction_figure(*predictions, run.figure_file, config.target)
-  run.close()
   return summary
 
 
@@ -273,6 +272,8 @@ def main(argv=None) -> None:
   except KeyboardInterrupt:
     raise JaxsegError(f"interrupted; the last finished epoch is saved: continue with "
                       f"python -m jaxseg.train --resume --workdir {run.path}") from None
+  finally:
+    run.close()
   print_table(summary)
   print(f"\nrun folder: {run.path}")
 

@@ -53,10 +53,20 @@ def test_evaluate_reproduces_summary(straight, capsys):
   assert result["best_epoch"] == summary["best_epoch"]
 
 
-def test_resume_equals_an_uninterrupted_run(data, straight, tmp_path):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(data, straight, tmp_path,
+                                                             monkeypatch, capsys):
   _, expected = straight
   workdir = tmp_path / "resumed"
-  run_train(data, workdir, "--epochs", "1")
+
+  def interrupt(message):  # Ctrl-C just after epoch 1's checkpoint has begun to be written
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(train.tqdm, "write", interrupt)
+  with pytest.raises(SystemExit) as exit_info:
+    run_train(data, workdir, "--epochs", "2")
+  assert exit_info.value.code == 2
+  assert "interrupted; the last finished epoch is saved" in capsys.readouterr().err
+  monkeypatch.undo()
   train.main(["--workdir", str(workdir), "--resume", "--epochs", "2"])
   resumed = json.loads((workdir / "summary.json").read_text())
   history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
