@@ -166,14 +166,19 @@ class Steps:
 
   def counts(self, state: TrainState, batches) -> np.ndarray:
     """Per-image confusion counts over every batch, in order."""
-    return np.concatenate([self._run(self.eval, state, images, masks)
-                           for images, masks in batches])
+    return _gather([self._dispatch(self.eval, state, images, masks)
+                    for images, masks in batches])
 
   def predict(self, state: TrainState, images: np.ndarray) -> np.ndarray:
     """Probabilities of the target for any number of images, a batch at a time."""
-    return np.concatenate([self._run(self.probabilities, state, images[i:i + self.batch_size])
-                           for i in range(0, len(images), self.batch_size)])
+    return _gather([self._dispatch(self.probabilities, state, images[i:i + self.batch_size])
+                    for i in range(0, len(images), self.batch_size)])
 
-  def _run(self, step, state: TrainState, *arrays: np.ndarray) -> np.ndarray:
-    count = len(arrays[0])
-    return np.asarray(step(state, *self.batch(*self.padded(*arrays))))[:count]
+  def _dispatch(self, step, state: TrainState, *arrays: np.ndarray) -> tuple[jax.Array, int]:
+    # Every batch is sent before any result is read back, so the host prepares the next
+    # batch while the device computes instead of waiting for each one.
+    return step(state, *self.batch(*self.padded(*arrays))), len(arrays[0])
+
+
+def _gather(results: list[tuple[jax.Array, int]]) -> np.ndarray:
+  return np.concatenate([np.asarray(result)[:count] for result, count in results])

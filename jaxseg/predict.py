@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from jaxseg import engine, plots
 from jaxseg.config import enable_compilation_cache
-from jaxseg.data.files import check_unique_names, list_images, read_image, write_mask
+from jaxseg.data.files import (check_unique_names, list_images, read_image, write_image,
+                               write_mask)
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
 from jaxseg.errors import DataError, JaxsegError, cli
@@ -145,10 +146,6 @@ def read_chunks(paths: list[Path], size: int):
     yield chunk
 
 
-def _write_picture(path: Path, image: np.ndarray) -> None:
-  write_mask(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))  # write_mask writes any uint8 PNG
-
-
 def predict(models: dict[str, TrainedModel], paths: list[Path], out: Path, *, tiled: bool,
             threshold: float, measure: bool, nc_threshold: float) -> list[ImageSummary]:
   """Segment ``paths`` with one model per target, writing each image's files into ``out``."""
@@ -168,8 +165,8 @@ def predict(models: dict[str, TrainedModel], paths: list[Path], out: Path, *, ti
         overlay = plots.overlay(image, mask)
         if len(models) > 1:  # nuclei a deeper red than their cells
           overlay = plots.overlay(overlay, mask == NUCLEUS)
-        _write_picture(out / f"{path.stem}_overlay.png", overlay)
-        _write_picture(out / f"{path.stem}_segmented.png", plots.segmented(image, mask))
+        write_image(out / f"{path.stem}_overlay.png", overlay)
+        write_image(out / f"{path.stem}_segmented.png", plots.segmented(image, mask))
         if measure:
           cells = measure_cells(mask, nc_threshold)
           write_csv(out / f"{path.stem}_cells.csv", Cell, cells)

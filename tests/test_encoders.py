@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxseg.models.backbones import ENCODER_NAMES, ENCODERS, create_encoder
+from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
 from jaxseg.weights import WeightsMismatchError, keras_layer_weights, load_keras_weights, load_layer_weights
 
 INPUT_SHAPE = (96, 160, 3)  # non-square, a multiple of 32
@@ -22,7 +22,7 @@ def randomized_keras_model(name: str, seed: int = 0):
   Shared by several tests: read it, never change its variables.
   """
   create_encoder(name, rngs=nnx.Rngs(0))  # registers the port
-  application = getattr(keras.applications, ENCODERS[name].keras_application)
+  application = getattr(keras.applications, encoder_class(name).keras_application)
   keras.utils.set_random_seed(seed)
   model = application(include_top=False, weights=None, input_shape=INPUT_SHAPE)
   rng = np.random.default_rng(seed)
@@ -47,8 +47,8 @@ def randomized_keras_model(name: str, seed: int = 0):
 
 
 def keras_features(model, name, images):
-  outputs = [model.get_layer(layer).output for layer in ENCODERS[name].keras_feature_layers]
-  application = getattr(keras.applications, ENCODERS[name].keras_application)
+  outputs = [model.get_layer(layer).output for layer in encoder_class(name).keras_feature_layers]
+  application = getattr(keras.applications, encoder_class(name).keras_application)
   # Keras applications take preprocessed pixels (EfficientNet's preprocessing is a no-op);
   # the ports take raw 0..255 RGB. preprocess_input changes a NumPy input in place: copy.
   preprocess = importlib.import_module(application.__module__).preprocess_input
@@ -72,7 +72,7 @@ def test_port_matches_keras(name, tmp_path):
   actual = [np.asarray(f) for f in encoder(images)]
 
   assert [f.shape for f in actual] == [f.shape for f in expected]
-  assert [f.shape[-1] for f in actual] == list(ENCODERS[name].feature_channels)
+  assert [f.shape[-1] for f in actual] == list(encoder_class(name).feature_channels)
   for stride, a, e in zip((2, 4, 8, 16, 32), actual, expected):
     assert a.shape[1:3] == (INPUT_SHAPE[0] // stride, INPUT_SHAPE[1] // stride)
     assert max_relative_error(a, e) <= 1e-4, f"{name} stride {stride}"
@@ -80,7 +80,7 @@ def test_port_matches_keras(name, tmp_path):
   # The same weights through a Keras .h5 file.
   h5 = tmp_path / f"{name}.weights.h5"
   model.save_weights(h5)
-  reloaded = getattr(keras.applications, ENCODERS[name].keras_application)(
+  reloaded = getattr(keras.applications, encoder_class(name).keras_application)(
     include_top=False, weights=None, input_shape=INPUT_SHAPE
   )
   reloaded.load_weights(h5)

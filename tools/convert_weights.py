@@ -28,7 +28,7 @@ from flax import nnx
 
 from jaxseg.config import default_cache_dir
 from jaxseg.errors import JaxsegError, cli
-from jaxseg.models.backbones import ENCODER_NAMES, ENCODERS, create_encoder
+from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
 from jaxseg.weights.keras import WeightsMismatchError, keras_layer_weights, load_layer_weights
 from jaxseg.weights.store import imagenet_weights_path, save_weights
 
@@ -59,7 +59,7 @@ def parse_args(argv):
 
 def keras_model(backbone: str, weights_file: Path | None):
   """The Keras application without its top, with ImageNet's weights or those of the file."""
-  application = getattr(keras.applications, ENCODERS[backbone].keras_application)
+  application = getattr(keras.applications, encoder_class(backbone).keras_application)
   weights = "imagenet" if weights_file is None else str(weights_file)
   try:
     with warnings.catch_warnings():
@@ -78,8 +78,8 @@ def keras_model(backbone: str, weights_file: Path | None):
 
 
 def keras_features(model, backbone: str, images: np.ndarray) -> list[np.ndarray]:
-  outputs = [model.get_layer(name).output for name in ENCODERS[backbone].keras_feature_layers]
-  application = getattr(keras.applications, ENCODERS[backbone].keras_application)
+  outputs = [model.get_layer(name).output for name in encoder_class(backbone).keras_feature_layers]
+  application = getattr(keras.applications, encoder_class(backbone).keras_application)
   # Keras applications take preprocessed pixels, the ports raw 0..255 RGB (copy: in place).
   preprocess = importlib.import_module(application.__module__).preprocess_input
   return [np.asarray(f) for f in keras.Model(model.inputs, outputs)(preprocess(images.copy()))]
@@ -99,7 +99,7 @@ def largest_difference(encoder, model, backbone: str) -> float:
 def main(argv=None) -> None:
   args = parse_args(argv)
   source = "imagenet" if args.keras_weights is None else args.keras_weights.name
-  encoder = create_encoder(args.backbone, rngs=nnx.Rngs(0))  # also registers ENCODERS
+  encoder = create_encoder(args.backbone, rngs=nnx.Rngs(0))
   model = keras_model(args.backbone, args.keras_weights)
   weights = keras_layer_weights(model)
   try:

@@ -20,11 +20,11 @@ import numpy as np
 from flax import nnx
 
 from jaxseg.models import create_model
-from jaxseg.models.backbones import ENCODER_NAMES, ENCODERS, create_encoder
+from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
 
 
 def keras_count(name: str) -> int:
-  application = getattr(keras.applications, ENCODERS[name].keras_application)
+  application = getattr(keras.applications, encoder_class(name).keras_application)
   model = application(include_top=False, weights=None, input_shape=(None, None, 3))
   return sum(int(np.prod(w.shape)) for w in model.weights if w.name.split("/")[-1] != "count")
 

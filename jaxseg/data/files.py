@@ -128,8 +128,17 @@ def read_mask(path) -> np.ndarray:
 
 def write_mask(path, mask: np.ndarray) -> None:
   """Write a uint8 (H, W) mask as a PNG file, raising `DataError` naming ``path`` on failure."""
+  _write_png(path, mask, "mask")
+
+
+def write_image(path, image: np.ndarray) -> None:
+  """Write a uint8 RGB image as a PNG file, raising `DataError` naming ``path`` on failure."""
+  _write_png(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), "image")
+
+
+def _write_png(path, pixels: np.ndarray, what: str) -> None:
   path = Path(path)
   try:
-    cv2.imencode(".png", mask)[1].tofile(path)
+    cv2.imencode(".png", pixels)[1].tofile(path)
   except OSError as error:
-    raise DataError(f"{path}: cannot write mask: {error.strerror or error}") from None
+    raise DataError(f"{path}: cannot write {what}: {error.strerror or error}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
+from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
 from jaxseg.models.unet import DECODER_FILTERS, PaperEncoder, UNet
 
 BACKBONES = ("unet", *ENCODER_NAMES)
@@ -41,4 +41,4 @@ def create_model(
   return model
 
 
-__all__ = ["BACKBONES", "DECODERS", "create_encoder", "create_model", "UNet"]
+__all__ = ["BACKBONES", "DECODERS", "create_encoder", "create_model", "encoder_class", "UNet"]

@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxseg.models import backbones  # noqa: E402
+from jaxseg.models.backbones import ENCODER_NAMES, encoder_class  # noqa: E402
 from jaxseg.models.unet import DECODER_FILTERS  # noqa: E402
 from jaxseg.timing import Timing, measure_jitted  # noqa: E402
 
@@ -35,7 +35,7 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
 def supports(backbone: str) -> bool:
-  return backbone in backbones.ENCODER_NAMES
+  return backbone in ENCODER_NAMES
 
 
 def versions() -> dict:
@@ -44,7 +44,7 @@ def versions() -> dict:
 
 def build_unet(backbone: str, image_size: int, precision: str) -> keras.Model:
   """The Keras U-Net of ``backbone`` for square images of ``image_size``."""
-  port = _port(backbone)
+  port = encoder_class(backbone)
   previous = keras.config.dtype_policy()
   keras.config.set_dtype_policy(POLICIES[precision])
   try:
@@ -63,12 +63,6 @@ def build_unet(backbone: str, image_size: int, precision: str) -> keras.Model:
     return keras.Model(encoder.input, probabilities)
   finally:
     keras.config.set_dtype_policy(previous)
-
-
-def _port(backbone: str):
-  """jaxseg's port of ``backbone``: its Keras application, skip layers and centre block."""
-  backbones._import_ports()  # the ports register themselves on import
-  return backbones.ENCODERS[backbone]
 
 
 def _conv_bn_relu(x, width: int):
@@ -116,4 +110,4 @@ def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: 
   y = jax.device_put(masks.astype(np.float32))
   result = measure_jitted(jax.jit(train_step, donate_argnums=0), jax.jit(infer_step), state,
                           (x, y), (x,), len(images), timing)
-  return {"encoder": f"keras.applications.{_port(backbone).keras_application}", **result}
+  return {"encoder": f"keras.applications.{encoder_class(backbone).keras_application}", **result}

@@ -33,14 +33,19 @@ def register(name: str):
   return add
 
 
-def create_encoder(name: str, *, rngs: nnx.Rngs, dtype=jnp.float32) -> nnx.Module:
-  """The encoder ``name`` (see `ENCODERS`), randomly initialised, computing in ``dtype``."""
+def encoder_class(name: str) -> type[nnx.Module]:
+  """The port of encoder ``name``; its class attributes describe the Keras model it ports."""
   _import_ports()
   if name not in ENCODERS:
     raise ValueError(f"unknown encoder {name!r}; choose from {', '.join(ENCODER_NAMES)}")
-  return ENCODERS[name](dtype=dtype, rngs=rngs)
+  return ENCODERS[name]
+
+
+def create_encoder(name: str, *, rngs: nnx.Rngs, dtype=jnp.float32) -> nnx.Module:
+  """The encoder ``name``, randomly initialised, computing in ``dtype``."""
+  return encoder_class(name)(dtype=dtype, rngs=rngs)
 
 
 def _import_ports() -> None:
-  # Each port registers itself on import; importing here keeps `create_encoder` the one entry.
+  # Each port registers itself on import; importing here keeps `encoder_class` the one entry.
   from jaxseg.models.backbones import densenet, efficientnet, mobilenet, resnet, vgg  # noqa: F401
