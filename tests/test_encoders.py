@@ -38,7 +38,7 @@ def randomized_keras_model(name: str, seed: int = 0):
     elif short == "count":
       continue
     else:  # kernels: keep Keras's fan-in scaled initialisation, so deep nets stay finite
-      value = np.asarray(variable.numpy()) * rng.uniform(0.8, 1.2, shape)
+      value = np.asarray(variable.value) * rng.uniform(0.8, 1.2, shape)
     variable.assign(value.astype(np.float32))
   for layer in model.layers:
     if isinstance(layer, keras.layers.Normalization):

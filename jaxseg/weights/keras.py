@@ -32,7 +32,7 @@ def keras_layer_weights(keras_model) -> dict[str, dict[str, np.ndarray]]:
       if name in weights:
         raise WeightsMismatchError(f"two Keras layers with weights are named {name!r}")
       weights[name] = {
-        w.name.split("/")[-1].split(":")[0]: np.asarray(w.numpy()) for w in layer.weights
+        w.name.split("/")[-1].split(":")[0]: np.asarray(w.value) for w in layer.weights
       }
   return weights
 
