@@ -53,12 +53,19 @@ def test_evaluate_reproduces_summary(straight, capsys):
   assert result["best_epoch"] == summary["best_epoch"]
 
 
+def test_same_seed_gives_the_same_summary(data, straight, tmp_path):
+  _, first = straight
+  second = run_train(data, tmp_path / "again", "--epochs", "2")
+  assert second["test"] == first["test"]
+  assert second["otsu_test"] == first["otsu_test"] and second["best_epoch"] == first["best_epoch"]
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(data, straight, tmp_path,
                                                              monkeypatch, capsys):
   _, expected = straight
   workdir = tmp_path / "resumed"
 
-  def interrupt(message):  # Ctrl-C just after epoch 1's checkpoint has begun to be written
+  def interrupt(message):  # Ctrl-C just after epoch 1's checkpoint is written
     raise KeyboardInterrupt
 
   monkeypatch.setattr(train.tqdm, "write", interrupt)
