@@ -21,7 +21,6 @@ def randomized_keras_model(name: str, seed: int = 0):
 
   Shared by several tests: read it, never change its variables.
   """
-  create_encoder(name, rngs=nnx.Rngs(0))  # registers the port
   application = getattr(keras.applications, encoder_class(name).keras_application)
   keras.utils.set_random_seed(seed)
   model = application(include_top=False, weights=None, input_shape=INPUT_SHAPE)
