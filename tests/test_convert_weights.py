@@ -18,10 +18,10 @@ from flax import nnx
 from keras.src.legacy.saving import legacy_h5_format
 
 from jaxseg.errors import JaxsegError
-from jaxseg.models.backbones import create_encoder, encoder_class
+from jaxseg.models.backbones import create_encoder
+from jaxseg.weights import keras_application, keras_features
 from jaxseg.weights.store import load_encoder_weights, read_weights, save_weights
-from tests.test_encoders import (INPUT_SHAPE, keras_features, max_relative_error,
-                                 randomized_keras_model)
+from tests.test_encoders import INPUT_SHAPE, max_relative_error, randomized_keras_model
 
 REPO = Path(__file__).resolve().parents[1]
 # The names Keras downloads these weights under.
@@ -52,7 +52,7 @@ def keras_imagenet_model(name, weights_file, monkeypatch):
   ImageNet input rescaling only here, and the converted file must bring it along.
   """
   monkeypatch.setattr(keras.src.utils.file_utils, "get_file", lambda *a, **k: str(weights_file))
-  application = getattr(keras.applications, encoder_class(name).keras_application)
+  application = keras_application(name)
   return application(include_top=False, weights="imagenet", input_shape=(None, None, 3))
 
 

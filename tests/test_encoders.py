@@ -1,7 +1,6 @@
 """Each encoder port equals its keras.applications model, feature map by feature map."""
 
 import functools
-import importlib
 
 import jax
 import keras
@@ -10,7 +9,8 @@ import pytest
 from flax import nnx
 
 from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
-from jaxseg.weights import WeightsMismatchError, keras_layer_weights, load_keras_weights, load_layer_weights
+from jaxseg.weights import (WeightsMismatchError, keras_application, keras_features,
+                            keras_layer_weights, load_keras_weights, load_layer_weights)
 
 INPUT_SHAPE = (96, 160, 3)  # non-square, a multiple of 32
 
@@ -21,7 +21,7 @@ def randomized_keras_model(name: str, seed: int = 0):
 
   Shared by several tests: read it, never change its variables.
   """
-  application = getattr(keras.applications, encoder_class(name).keras_application)
+  application = keras_application(name)
   keras.utils.set_random_seed(seed)
   model = application(include_top=False, weights=None, input_shape=INPUT_SHAPE)
   rng = np.random.default_rng(seed)
@@ -43,15 +43,6 @@ def randomized_keras_model(name: str, seed: int = 0):
     if isinstance(layer, keras.layers.Normalization):
       layer.finalize_state()  # Normalization reads assigned statistics only after this
   return model
-
-
-def keras_features(model, name, images):
-  outputs = [model.get_layer(layer).output for layer in encoder_class(name).keras_feature_layers]
-  application = getattr(keras.applications, encoder_class(name).keras_application)
-  # Keras applications take preprocessed pixels (EfficientNet's preprocessing is a no-op);
-  # the ports take raw 0..255 RGB. preprocess_input changes a NumPy input in place: copy.
-  preprocess = importlib.import_module(application.__module__).preprocess_input
-  return [np.asarray(f) for f in keras.Model(model.inputs, outputs)(preprocess(images.copy()))]
 
 
 def max_relative_error(actual, expected):
@@ -79,7 +70,7 @@ def test_port_matches_keras(name, tmp_path):
   # The same weights through a Keras .h5 file.
   h5 = tmp_path / f"{name}.weights.h5"
   model.save_weights(h5)
-  reloaded = getattr(keras.applications, encoder_class(name).keras_application)(
+  reloaded = keras_application(name)(
     include_top=False, weights=None, input_shape=INPUT_SHAPE
   )
   reloaded.load_weights(h5)

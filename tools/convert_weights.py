@@ -18,18 +18,17 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse
-import importlib
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 from flax import nnx
 
 from jaxseg.config import default_cache_dir
 from jaxseg.errors import JaxsegError, cli
-from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
-from jaxseg.weights.keras import WeightsMismatchError, keras_layer_weights, load_layer_weights
+from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
+from jaxseg.weights.keras import (WeightsMismatchError, keras_application, keras_features,
+                                  keras_layer_weights, load_layer_weights)
 from jaxseg.weights.store import imagenet_weights_path, save_weights
 
 CHECK_SHAPE = (1, 96, 160, 3)  # non-square, a multiple of 32
@@ -59,7 +58,7 @@ def parse_args(argv):
 
 def keras_model(backbone: str, weights_file: Path | None):
   """The Keras application without its top, with ImageNet's weights or those of the file."""
-  application = getattr(keras.applications, encoder_class(backbone).keras_application)
+  application = keras_application(backbone)
   weights = "imagenet" if weights_file is None else str(weights_file)
   try:
     with warnings.catch_warnings():
@@ -75,14 +74,6 @@ def keras_model(backbone: str, weights_file: Path | None):
       raise JaxsegError(f"{weights_file}: Keras {application.__name__} cannot load it "
                         f"({reason})") from None
     raise
-
-
-def keras_features(model, backbone: str, images: np.ndarray) -> list[np.ndarray]:
-  outputs = [model.get_layer(name).output for name in encoder_class(backbone).keras_feature_layers]
-  application = getattr(keras.applications, encoder_class(backbone).keras_application)
-  # Keras applications take preprocessed pixels, the ports raw 0..255 RGB (copy: in place).
-  preprocess = importlib.import_module(application.__module__).preprocess_input
-  return [np.asarray(f) for f in keras.Model(model.inputs, outputs)(preprocess(images.copy()))]
 
 
 def largest_difference(encoder, model, backbone: str) -> float:

@@ -15,16 +15,16 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax
-import keras
 import numpy as np
 from flax import nnx
 
 from jaxseg.models import create_model
-from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
+from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
+from jaxseg.weights import keras_application
 
 
 def keras_count(name: str) -> int:
-  application = getattr(keras.applications, encoder_class(name).keras_application)
+  application = keras_application(name)
   model = application(include_top=False, weights=None, input_shape=(None, None, 3))
   return sum(int(np.prod(w.shape)) for w in model.weights if w.name.split("/")[-1] != "count")
 

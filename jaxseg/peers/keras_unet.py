@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from jaxseg.models.backbones import ENCODER_NAMES, encoder_class  # noqa: E402
 from jaxseg.models.unet import DECODER_FILTERS  # noqa: E402
 from jaxseg.timing import Timing, measure_jitted  # noqa: E402
+from jaxseg.weights import keras_application  # noqa: E402
 
 if keras.backend.backend() != "jax":
   raise ImportError(f"keras was imported with the {keras.backend.backend()!r} backend first; "
@@ -48,7 +49,7 @@ def build_unet(backbone: str, image_size: int, precision: str) -> keras.Model:
   previous = keras.config.dtype_policy()
   keras.config.set_dtype_policy(POLICIES[precision])
   try:
-    encoder = getattr(keras.applications, port.keras_application)(
+    encoder = keras_application(backbone)(
       weights=None, include_top=False, input_shape=(image_size, image_size, 3))
     features = [encoder.get_layer(name).output for name in port.keras_feature_layers]
     x = features[-1]

@@ -2,9 +2,12 @@
 
 from jaxseg.weights.keras import (
   WeightsMismatchError,
+  keras_application,
+  keras_features,
   keras_layer_weights,
   load_keras_weights,
   load_layer_weights,
 )
 
-__all__ = ["WeightsMismatchError", "keras_layer_weights", "load_keras_weights", "load_layer_weights"]
+__all__ = ["WeightsMismatchError", "keras_application", "keras_features", "keras_layer_weights",
+           "load_keras_weights", "load_layer_weights"]

@@ -7,6 +7,7 @@ live Keras model and a ``.npz`` file go through one loader (`load_layer_weights`
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 
@@ -15,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jaxseg.models import layers
+from jaxseg.models.backbones import encoder_class
 
 LayerWeights = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -35,6 +37,26 @@ def keras_layer_weights(keras_model) -> dict[str, dict[str, np.ndarray]]:
         w.name.split("/")[-1].split(":")[0]: np.asarray(w.value) for w in layer.weights
       }
   return weights
+
+
+def keras_application(backbone: str):
+  """The ``keras.applications`` constructor that the port of ``backbone`` copies."""
+  import keras  # only the tools, the tests and the Keras peer need Keras
+
+  return getattr(keras.applications, encoder_class(backbone).keras_application)
+
+
+def keras_features(keras_model, backbone: str, images: np.ndarray) -> list[np.ndarray]:
+  """The Keras model's outputs at the port's five feature layers, for raw 0..255 RGB images."""
+  import keras
+
+  outputs = [keras_model.get_layer(name).output
+             for name in encoder_class(backbone).keras_feature_layers]
+  # Keras applications take preprocessed pixels (EfficientNet's preprocessing is a no-op),
+  # the ports raw RGB; preprocess_input changes a NumPy input in place: copy.
+  preprocess = importlib.import_module(keras_application(backbone).__module__).preprocess_input
+  features = keras.Model(keras_model.inputs, outputs)(preprocess(images.copy()))
+  return [np.asarray(f) for f in features]
 
 
 def _layer_name(layer) -> str:
