@@ -37,6 +37,10 @@ class Config:
   # Keras's 0.99 needs hundreds of steps before the running statistics that evaluation uses
   # settle; 0.9 settles in tens, all that a small data set gives in its first epochs.
   batchnorm_momentum: float = 0.9
+  # What evaluation normalises with: statistics recomputed over training images before each
+  # validation ("recomputed"), or the running averages as Keras keeps them ("running").
+  batchnorm_statistics: str = "recomputed"
+  batchnorm_images: int = 0         # training images the statistics are recomputed on (0: all)
   weights: str = "imagenet"         # encoder weights: imagenet, none, or a converted .npz
   freeze_encoder: bool = False
   # Data

@@ -44,6 +44,7 @@ class Model:
 
   train_graph: Any
   eval_graph: Any
+  statistics_graph: Any  # the training graph measuring BatchNorm statistics (see below)
   tx: optax.GradientTransformation
 
 
@@ -68,7 +69,24 @@ def build(config: Config, model: nnx.Module) -> tuple[Model, TrainState]:
   tx = _optimizer(config, params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                      opt_state=tx.init(params))
-  return Model(train_graph, eval_graph, tx), state
+  return Model(train_graph, eval_graph, _statistics_graph(model), tx), state
+
+
+def _statistics_graph(model: nnx.Module):
+  """The training graph with every trained BatchNorm keeping the statistics of the batch it
+  last saw (momentum 0), so a forward pass reads them off; dropout off, as in evaluation."""
+  model = nnx.clone(model)
+  for _, module in nnx.iter_modules(model):
+    if isinstance(module, nnx.BatchNorm):
+      module.momentum = 0.0
+    elif isinstance(module, nnx.Dropout):
+      module.deterministic = True
+  return nnx.split(model, nnx.Param, ...)[0]
+
+
+def _trained_norms(network: nnx.Module) -> list[nnx.BatchNorm]:
+  return [module for _, module in nnx.iter_modules(network)
+          if isinstance(module, nnx.BatchNorm) and not module.use_running_average]
 
 
 def _optimizer(config: Config, params) -> optax.GradientTransformation:
@@ -108,6 +126,24 @@ def train_step(model: Model, augment: Augment, state: TrainState, images, masks,
   return new_state, {"loss": loss}
 
 
+def batch_moments(model: Model, state: TrainState, images) -> list[tuple[jax.Array, jax.Array]]:
+  """Per trained BatchNorm, the mean and mean square of its input over this batch."""
+  network = nnx.merge(model.statistics_graph, state.params, state.model_state, copy=True)
+  network(images.astype(jnp.float32))
+  return [(norm.mean[...], norm.var[...] + jnp.square(norm.mean[...]))
+          for norm in _trained_norms(network)]
+
+
+def with_moments(model: Model, state: TrainState, sums, count) -> TrainState:
+  """``state`` with BatchNorm statistics from moments summed over ``count`` batches."""
+  network = nnx.merge(model.statistics_graph, state.params, state.model_state, copy=True)
+  for norm, (mean_sum, square_sum) in zip(_trained_norms(network), sums, strict=True):
+    mean = mean_sum / count
+    norm.mean[...] = mean
+    norm.var[...] = jnp.maximum(square_sum / count - jnp.square(mean), 0.0)
+  return state.replace(model_state=nnx.split(network, nnx.Param, ...)[2])
+
+
 def predict_logits(model: Model, state: TrainState, images) -> jax.Array:
   network = nnx.merge(model.eval_graph, state.params, state.model_state)
   return network(images.astype(jnp.float32))[..., 0]
@@ -142,6 +178,12 @@ class Steps:
     self.eval = jax.jit(functools.partial(eval_step, model),
                         in_shardings=(self.replicated, self.sharded, self.sharded),
                         out_shardings=self.replicated)
+    self.moments = jax.jit(functools.partial(batch_moments, model),
+                           in_shardings=(self.replicated, self.sharded),
+                           out_shardings=self.replicated)
+    self.add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
+    self.with_moments = jax.jit(functools.partial(with_moments, model), donate_argnums=0,
+                                out_shardings=self.replicated)
     self.probabilities = jax.jit(
       lambda state, images: jax.nn.sigmoid(predict_logits(model, state, images)),
       in_shardings=(self.replicated, self.sharded), out_shardings=self.replicated)
@@ -168,6 +210,21 @@ class Steps:
     """Per-image confusion counts over every batch, in order."""
     return _gather([self._dispatch(self.eval, state, images, masks)
                     for images, masks in batches])
+
+  def recompute_statistics(self, state: TrainState, batches) -> TrainState:
+    """Replace BatchNorm's running averages by the statistics of the current weights over
+    ``batches`` ("precise BatchNorm"): each channel's mean, and its variance about that mean.
+
+    The running averages mix statistics of the weights of many steps back; evaluated with
+    them, the quick preset's validation Dice went 0.96, 0.51, 0.96 on consecutive epochs.
+    """
+    sums, count = None, 0
+    for images, _ in batches:
+      moments = self.moments(state, *self.batch(images))
+      sums, count = (moments if sums is None else self.add(sums, moments)), count + 1
+    if count == 0:
+      raise JaxsegError("no full batch of training images to measure BatchNorm statistics on")
+    return self.with_moments(state, sums, count)
 
   def predict(self, state: TrainState, images: np.ndarray) -> np.ndarray:
     """Probabilities of the target for any number of images, a batch at a time."""

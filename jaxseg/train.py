@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import time
 from pathlib import Path
 
@@ -48,6 +49,9 @@ OVERRIDES = {
   "unet_filters": dict(type=int, help="plain U-Net widths start here (paper: 64)"),
   "decoder": dict(choices=tuple(DECODERS), help="decoder for encoders: paper or smp's shape"),
   "dropout": dict(type=float, help="spatial dropout rate"),
+  "batchnorm_statistics": dict(choices=("recomputed", "running"),
+                               help="what evaluation's BatchNorm uses: statistics recomputed on "
+                                    "the training images each epoch, or running averages"),
   "loader": dict(choices=("auto", "tf", "plain"), help="input pipeline"),
   "cache_dir": dict(help="where synthetic data and converted weights are kept"),
 }
@@ -135,6 +139,15 @@ def source_size(loader: Loader) -> list[int]:
   return list(read_image(loader.examples[0].image).shape[:2])
 
 
+def statistics_batches(loader: Loader, config: Config):
+  """The training batches that BatchNorm statistics are recomputed on: the same ones every
+  epoch (epoch 0's order; training counts from 1), ``batchnorm_images`` rounded up to batches."""
+  count = loader.steps(drop_remainder=True)
+  if config.batchnorm_images:
+    count = min(count, -(-config.batchnorm_images // config.batch_size))
+  return itertools.islice(loader.epoch(0, shuffle=True, drop_remainder=True), count)
+
+
 def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
   return scores(steps.counts(state, loader.epoch(shuffle=False, drop_remainder=False)))
 
@@ -186,6 +199,8 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
       state, metrics = steps.train(state, *steps.batch(images, masks), key)
       losses.append(metrics["loss"])  # stays on the device: no host round trip per step
     train_loss = float(np.mean(jax.device_get(losses)))
+    if config.batchnorm_statistics == "recomputed":
+      state = steps.recompute_statistics(state, statistics_batches(train_loader, config))
     val = evaluate_loader(steps, state, loaders["val"])
     record = {"epoch": epoch, "train_loss": train_loss, "val": val,
               "seconds": round(time.perf_counter() - epoch_start, 2)}

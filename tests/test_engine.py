@@ -1,0 +1,75 @@
+"""BatchNorm statistics recomputed over training images ("precise BatchNorm")."""
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxseg import engine
+from jaxseg.config import Config
+from jaxseg.data.enhance import Enhance
+from jaxseg.data.folder import find_examples
+from jaxseg.data.pipeline import Loader
+from jaxseg.train import statistics_batches
+from tests.helpers import write_folder
+
+BATCH = 2
+
+
+def setup(**changes):
+  config = Config(unet_filters=4, image_size=16, batch_size=BATCH, seed=0, **changes)
+  model, state = engine.build(config, engine.new_model(config))
+  steps = engine.Steps(model, config.augment, config.batch_size)
+  return model, steps, steps.place(state)
+
+
+def batches(images: np.ndarray):
+  masks = np.zeros(images.shape[:3], np.uint8)
+  return [(images[i:i + BATCH], masks[i:i + BATCH]) for i in range(0, len(images), BATCH)]
+
+
+def test_first_statistics_are_pooled_over_every_batch():
+  """Mean and variance over all images, not an average of per-batch variances: the batches
+  differ in brightness, so the spread between them counts."""
+  rng = np.random.default_rng(0)
+  images = np.concatenate([rng.integers(low, low + 60, (BATCH, 16, 16, 3))
+                           for low in (0, 100, 190)]).astype(np.uint8)
+  model, steps, state = setup()
+  state = steps.recompute_statistics(state, batches(images))
+  network = nnx.merge(model.eval_graph, state.params, state.model_state)
+  block = network.encoder.stages[0].first
+  inputs = np.asarray(block.conv(images.astype(np.float32) / 255.0))  # the first norm's input
+  np.testing.assert_allclose(block.norm.mean[...], inputs.mean((0, 1, 2)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(block.norm.var[...], inputs.var((0, 1, 2)), rtol=1e-3, atol=1e-6)
+  per_batch = np.mean([inputs[i:i + BATCH].var((0, 1, 2)) for i in range(0, len(images), BATCH)],
+                      axis=0)
+  assert np.all(block.norm.var[...] > 1.5 * per_batch)
+
+
+def test_one_batch_statistics_make_evaluation_match_training_mode():
+  """Every layer: evaluating with one batch's statistics normalises as training does on it."""
+  rng = np.random.default_rng(1)
+  images = rng.integers(0, 256, (BATCH, 16, 16, 3)).astype(np.uint8)
+  model, steps, state = setup(dropout=0.0)
+  training = nnx.merge(model.train_graph, state.params, state.model_state, copy=True)
+  expected = np.asarray(training(images.astype(np.float32)))
+  structure = jax.tree.structure(state.model_state)
+  recomputed = steps.recompute_statistics(state, batches(images))  # donates ``state``
+  assert jax.tree.structure(recomputed.model_state) == structure
+  logits = np.asarray(steps.predict(recomputed, images))
+  np.testing.assert_allclose(logits, jax.nn.sigmoid(expected[..., 0]), rtol=1e-4, atol=1e-5)
+
+
+def test_statistics_use_the_same_whole_batches_every_epoch(tmp_path):
+  root = write_folder(tmp_path / "data", 7, size=32)
+  train_loader = Loader(find_examples(root), image_size=16, target="nuclei", enhancement=Enhance(),
+                        batch_size=BATCH, seed=0, kind="plain")
+  chosen = lambda images: [batch[0] for batch in
+                           statistics_batches(train_loader, Config(batch_size=BATCH,
+                                                                   batchnorm_images=images))]
+  assert [len(batch) for batch in chosen(0)] == [BATCH] * 3  # every whole batch
+  assert len(chosen(3)) == 2 and len(chosen(100)) == 3       # rounded up to batches, capped
+  first, again = chosen(3), chosen(3)
+  assert all(np.array_equal(a, b) for a, b in zip(first, again))
+  in_file_order = np.concatenate([images for images, _ in
+                                  train_loader.epoch(shuffle=False, drop_remainder=True)])
+  assert not np.array_equal(np.concatenate(first), in_file_order[:2 * BATCH])  # mixed kinds
