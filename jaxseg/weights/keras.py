@@ -55,7 +55,7 @@ def keras_features(keras_model, backbone: str, images: np.ndarray) -> list[np.nd
   # Keras applications take preprocessed pixels (EfficientNet's preprocessing is a no-op),
   # the ports raw RGB; preprocess_input changes a NumPy input in place: copy.
   preprocess = importlib.import_module(keras_application(backbone).__module__).preprocess_input
-  features = keras.Model(keras_model.inputs, outputs)(preprocess(images.copy()))
+  features = keras.Model(keras_model.input, outputs)(preprocess(images.copy()))
   return [np.asarray(f) for f in features]
 
 
