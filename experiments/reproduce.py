@@ -24,7 +24,7 @@ from jaxseg.configs import PRESETS
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.pipeline import Loader
-from jaxseg.errors import JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.models import BACKBONES
 from jaxseg.predict import TrainedModel
 from jaxseg.run import RunFolder
@@ -51,7 +51,7 @@ PASSED = ("epochs", "image_size", "num_images", "batch_size", "unet_filters", "l
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python experiments/reproduce.py", description=__doc__)
+  parser = ArgumentParser(prog="python experiments/reproduce.py", description=__doc__)
   parser.add_argument("--data", default="synthetic", help=train.OVERRIDES["data"]["help"])
   parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
   parser.add_argument("--methods", default=",".join(BACKBONES),

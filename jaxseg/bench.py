@@ -29,7 +29,7 @@ import numpy as np
 from jaxseg import engine
 from jaxseg.config import Config
 from jaxseg.data.augment import Augment
-from jaxseg.errors import JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.models import BACKBONES, DECODERS
 from jaxseg.peers import PEERS, PeerUnavailable, load_peer
 from jaxseg.timing import Timing, measure_jitted, steps_per_second
@@ -242,7 +242,7 @@ def _positive_ints(text: str) -> list[int]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m jaxseg.bench", description=__doc__,
+  parser = ArgumentParser(prog="python -m jaxseg.bench", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--backbone", type=_names(BACKBONES), default="all",
                       help="all, or names separated by commas")

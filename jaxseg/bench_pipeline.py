@@ -33,14 +33,14 @@ from jaxseg.data.files import read_image
 from jaxseg.data.folder import find_examples
 from jaxseg.data.masks import TARGETS, check_mask_values, target_mask
 from jaxseg.data.pipeline import Loader, import_tensorflow, tensorflow_available
-from jaxseg.errors import JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
 
 PAGE_CACHE = "warm: every file was read once before timing"
 WARM_UP = "a 2-image Loader of each kind ran first: process start-up is not timed"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m jaxseg.bench_pipeline", description=__doc__,
+  parser = ArgumentParser(prog="python -m jaxseg.bench_pipeline", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data", required=True, help="'synthetic' or a folder: DATA/images, masks")
   parser.add_argument("--num-images", type=int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 import warnings
@@ -13,6 +14,13 @@ class JaxsegError(Exception):
 
 class DataError(JaxsegError):
   """A data file or folder that cannot be used; the message names it."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse with a bad flag or value reported in one line; the usage is one --help away."""
+
+  def error(self, message: str):
+    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def cli(main):

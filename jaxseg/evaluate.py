@@ -6,13 +6,12 @@ preprocessing and eval step.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from jaxseg import engine
 from jaxseg.config import enable_compilation_cache
-from jaxseg.errors import JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.run import RunFolder
 from jaxseg.train import evaluate_loader, make_loaders, otsu_scores, print_table
 
@@ -38,7 +37,7 @@ def evaluate(run: RunFolder) -> dict:
 
 @cli
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m jaxseg.evaluate", description=__doc__)
+  parser = ArgumentParser(prog="python -m jaxseg.evaluate", description=__doc__)
   parser.add_argument("--workdir", type=Path, required=True, help="a run folder of jaxseg.train")
   parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
   args = parser.parse_args(argv)

@@ -29,7 +29,7 @@ from jaxseg.data.files import (check_unique_names, list_images, read_image, writ
                                write_mask)
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
-from jaxseg.errors import DataError, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, DataError, JaxsegError, cli
 from jaxseg.measure import NC_THRESHOLD, Cell, ImageSummary, measure_cells, summarize, write_csv
 from jaxseg.run import RunFolder
 
@@ -178,7 +178,7 @@ def predict(models: dict[str, TrainedModel], paths: list[Path], out: Path, *, ti
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m jaxseg.predict", description=__doc__,
+  parser = ArgumentParser(prog="python -m jaxseg.predict", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES",
                       help="image files or folders of images")

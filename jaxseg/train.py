@@ -25,7 +25,7 @@ from jaxseg.data.masks import TARGETS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
 from jaxseg.data.sources import data_splits
-from jaxseg.errors import JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.metrics import confusion_counts, scores
 from jaxseg.models import BACKBONES, DECODERS
 from jaxseg.run import RunFolder
@@ -58,7 +58,7 @@ OVERRIDES = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m jaxseg.train", description=__doc__)
+  parser = ArgumentParser(prog="python -m jaxseg.train", description=__doc__)
   parser.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
                       help="paper settings, or quick ones for a CPU (auto: by device)")
   for name, options in OVERRIDES.items():

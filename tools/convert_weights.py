@@ -17,7 +17,6 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from jaxseg.config import default_cache_dir
-from jaxseg.errors import JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
 from jaxseg.weights.keras import (WeightsMismatchError, keras_application, keras_features,
                                   keras_layer_weights, load_layer_weights)
@@ -36,7 +35,7 @@ TOLERANCE = 1e-4  # largest feature difference, relative to the largest Keras fe
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--backbone", required=True, help=", ".join(ENCODER_NAMES))
   parser.add_argument("--keras-weights", type=Path, metavar="FILE",
                       help="Keras weights file (default: Keras downloads the ImageNet weights)")

@@ -9,7 +9,6 @@ against class masks MASKS/<name>.png: the classical baseline that trained models
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -20,11 +19,11 @@ from jaxseg import metrics
 from jaxseg.data import files
 from jaxseg.data.masks import TARGETS, check_mask_values, target_mask
 from jaxseg.data.otsu import otsu_mask
-from jaxseg.errors import DataError, cli
+from jaxseg.errors import ArgumentParser, DataError, cli
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("images", type=Path, help="folder of images")
   parser.add_argument("out", type=Path, help="folder for the masks, made if missing")
   parser.add_argument("--target", choices=TARGETS, default="cytoplasm")

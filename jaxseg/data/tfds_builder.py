@@ -14,7 +14,6 @@ are reused: to rebuild them from a changed folder, delete DIR/cervical_cytology/
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import tensorflow_datasets as tfds
@@ -22,7 +21,7 @@ import tensorflow_datasets as tfds
 from jaxseg.data.files import Encoded
 from jaxseg.data.folder import Example, Splits, train_test_examples, with_validation
 from jaxseg.data.pipeline import import_tensorflow, read_example
-from jaxseg.errors import DataError, cli
+from jaxseg.errors import ArgumentParser, DataError, cli
 
 NAME = "cervical_cytology"
 # The test split fixed in the records: the paper's 80/20, as `split_dataset` draws it for seed 0.
@@ -127,7 +126,7 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str) -> list[Example]:
 
 @cli
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog="python -m jaxseg.data.tfds_builder",
+  parser = ArgumentParser(prog="python -m jaxseg.data.tfds_builder",
                                    description="Write TFRecords of a folder-format data set.")
   parser.add_argument("folder", type=Path, help="DATA/images + DATA/masks, or DATA/train + test")
   parser.add_argument("--tfds-dir", required=True, help="TFDS data dir to write the records into")
