@@ -243,7 +243,7 @@ def _positive_ints(text: str) -> list[int]:
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = ArgumentParser(prog="python -m jaxseg.bench", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--backbone", type=_names(BACKBONES), default="all",
                       help="all, or names separated by commas")
   parser.add_argument("--batch-size", type=_positive_ints, default="18,64")

@@ -41,7 +41,7 @@ WARM_UP = "a 2-image Loader of each kind ran first: process start-up is not time
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = ArgumentParser(prog="python -m jaxseg.bench_pipeline", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data", required=True, help="'synthetic' or a folder: DATA/images, masks")
   parser.add_argument("--num-images", type=int,
                       help="images to time (synthetic: to write; default 100, a folder: all)")

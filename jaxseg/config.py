@@ -34,12 +34,12 @@ class Config:
   unet_filters: int = 64            # first width of the plain U-Net (the paper's: 64)
   decoder: str = "paper"            # paper (transposed convs) or smp (nearest upsampling)
   dropout: float = 0.1              # spatial dropout after each block's second conv
-  # Keras's 0.99 needs hundreds of steps before the running statistics that evaluation uses
-  # settle; 0.9 settles in tens, all that a small data set gives in its first epochs.
-  batchnorm_momentum: float = 0.9
   # What evaluation normalises with: statistics recomputed over training images before each
   # validation ("recomputed"), or the running averages as Keras keeps them ("running").
   batchnorm_statistics: str = "recomputed"
+  # The running averages' momentum (evaluation uses them only with "running"): Keras's 0.99
+  # needs hundreds of steps to settle; 0.9 settles in tens, all a small data set gives.
+  batchnorm_momentum: float = 0.9
   batchnorm_images: int = 0         # training images the statistics are recomputed on (0: all)
   weights: str = "imagenet"         # encoder weights: imagenet, none, or a converted .npz
   freeze_encoder: bool = False

@@ -179,7 +179,7 @@ def predict(models: dict[str, TrainedModel], paths: list[Path], out: Path, *, ti
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = ArgumentParser(prog="python -m jaxseg.predict", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES",
                       help="image files or folders of images")
   parser.add_argument("--run", type=Path, required=True,

@@ -127,7 +127,7 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str) -> list[Example]:
 @cli
 def main(argv=None) -> None:
   parser = ArgumentParser(prog="python -m jaxseg.data.tfds_builder",
-                                   description="Write TFRecords of a folder-format data set.")
+                          description="Write TFRecords of a folder-format data set.")
   parser.add_argument("folder", type=Path, help="DATA/images + DATA/masks, or DATA/train + test")
   parser.add_argument("--tfds-dir", required=True, help="TFDS data dir to write the records into")
   args = parser.parse_args(argv)
