@@ -1,11 +1,12 @@
-"""Small data sets in the folder format, written by the tests."""
+"""Small data sets in the folder format, written by the tests; tiny models placed for steps."""
 
 import json
 from pathlib import Path
 
 import cv2
 
-from jaxseg import train
+from jaxseg import engine, train
+from jaxseg.config import Config
 from jaxseg.data.synthetic import generate_sample
 
 
@@ -24,3 +25,12 @@ def train_summary(data: Path, workdir: Path, *flags: str) -> dict:
   """Train through the command line on ``data`` into ``workdir``; the run's summary.json."""
   train.main(["--data", str(data), "--workdir", str(workdir), *flags])
   return json.loads((workdir / "summary.json").read_text())
+
+
+def tiny_model(**changes):
+  """A 4-wide plain U-Net for 16x16 batches of 2 (``changes`` override): its graphs, jitted
+  steps, and initial state placed on the mesh."""
+  config = Config(**{"unet_filters": 4, "image_size": 16, "batch_size": 2, **changes})
+  model, state = engine.build(config, engine.new_model(config))
+  steps = engine.Steps(model, config.augment, config.batch_size)
+  return model, steps, steps.place(state)

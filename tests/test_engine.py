@@ -4,22 +4,13 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxseg import engine
 from jaxseg.config import Config
-from jaxseg.data.enhance import Enhance
 from jaxseg.data.folder import find_examples
-from jaxseg.data.pipeline import Loader
 from jaxseg.train import statistics_batches
-from tests.helpers import write_folder
+from tests.helpers import tiny_model, write_folder
+from tests.test_pipeline import loader
 
-BATCH = 2
-
-
-def setup(**changes):
-  config = Config(unet_filters=4, image_size=16, batch_size=BATCH, seed=0, **changes)
-  model, state = engine.build(config, engine.new_model(config))
-  steps = engine.Steps(model, config.augment, config.batch_size)
-  return model, steps, steps.place(state)
+BATCH = 2  # tiny_model's
 
 
 def batches(images: np.ndarray):
@@ -33,7 +24,7 @@ def test_first_statistics_are_pooled_over_every_batch():
   rng = np.random.default_rng(0)
   images = np.concatenate([rng.integers(low, low + 60, (BATCH, 16, 16, 3))
                            for low in (0, 100, 190)]).astype(np.uint8)
-  model, steps, state = setup()
+  model, steps, state = tiny_model()
   state = steps.recompute_statistics(state, batches(images))
   network = nnx.merge(model.eval_graph, state.params, state.model_state)
   block = network.encoder.stages[0].first
@@ -49,7 +40,7 @@ def test_one_batch_statistics_make_evaluation_match_training_mode():
   """Every layer: evaluating with one batch's statistics normalises as training does on it."""
   rng = np.random.default_rng(1)
   images = rng.integers(0, 256, (BATCH, 16, 16, 3)).astype(np.uint8)
-  model, steps, state = setup(dropout=0.0)
+  model, steps, state = tiny_model(dropout=0.0)
   training = nnx.merge(model.train_graph, state.params, state.model_state, copy=True)
   expected = np.asarray(training(images.astype(np.float32)))
   structure = jax.tree.structure(state.model_state)
@@ -61,8 +52,7 @@ def test_one_batch_statistics_make_evaluation_match_training_mode():
 
 def test_statistics_use_the_same_whole_batches_every_epoch(tmp_path):
   root = write_folder(tmp_path / "data", 7, size=32)
-  train_loader = Loader(find_examples(root), image_size=16, target="nuclei", enhancement=Enhance(),
-                        batch_size=BATCH, seed=0, kind="plain")
+  train_loader = loader(find_examples(root), "plain", batch_size=BATCH)
   chosen = lambda images: [batch[0] for batch in
                            statistics_batches(train_loader, Config(batch_size=BATCH,
                                                                    batchnorm_images=images))]

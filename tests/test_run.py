@@ -4,17 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg import engine
-from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.run import RunFolder
+from tests.helpers import tiny_model
 
 
 def placed_state(**changes):
-  config = Config(**{"unet_filters": 4, "image_size": 16, "batch_size": 2, **changes})
-  model, state = engine.build(config, engine.new_model(config))
-  steps = engine.Steps(model, config.augment, config.batch_size)
-  return steps.place(state)
+  return tiny_model(**changes)[2]
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
