@@ -95,6 +95,9 @@ class RunFolder:
         # returned is on disk when a run is interrupted.
         options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
                                              enable_async_checkpointing=False),
+        # Named handlers let `restore` read what a checkpoint holds before reading it.
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()},
       )
     return self._managers[which]
 
@@ -111,15 +114,17 @@ class RunFolder:
     epoch = manager.latest_step()
     if epoch is None:
       raise JaxsegError(f"{self.path}: no {which} checkpoint to restore")
+    packed = jax.eval_shape(_pack, like)
+    # Checked before reading: a failed Orbax restore dumps both trees, and leaves reads of
+    # the other arrays running.
+    if _layout(manager.item_metadata(epoch)["state"]) != _layout(packed):
+      raise JaxsegError(f"{manager.directory / str(epoch)}: not a checkpoint of this model "
+                        "(another model's, or written by an older jaxseg)")
     sharding = jax.tree.leaves(like)[0].sharding  # the state is replicated: one sharding
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                            jax.eval_shape(_pack, like))
-    try:
-      restored = manager.restore(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    except (KeyError, ValueError):  # Orbax's message is a dump of both trees
-      raise JaxsegError(f"{manager.directory / str(epoch)}: not a checkpoint of this model "
-                        "(another model's, or written by an older jaxseg)") from None
+                            packed)
+    restored = manager.restore(epoch, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return _unpack(restored.state, like), restored.meta
 
   def close(self) -> None:
@@ -135,6 +140,14 @@ def _pack(state: TrainState) -> dict[str, jax.Array]:
   for leaf in jax.tree.leaves(state):
     groups.setdefault(leaf.dtype.name, []).append(leaf.ravel())
   return {dtype: jnp.concatenate(parts) for dtype, parts in groups.items()}
+
+
+def _layout(packed) -> dict:
+  """Shape and dtype of each packed array (of arrays or their metadata); {} for other trees."""
+  if not hasattr(packed, "items"):  # Orbax's tree metadata is a mapping, not a dict
+    return {}
+  return {dtype: (tuple(getattr(array, "shape", ())), str(getattr(array, "dtype", "")))
+          for dtype, array in packed.items()}
 
 
 def _unpack(packed: dict[str, jax.Array], like: TrainState) -> TrainState:

@@ -28,8 +28,6 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
   assert int(restored.step) == 7
 
 
-# Orbax leaves a coroutine of the failed restore to an event loop that it has closed.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_checkpoint_of_another_model_is_refused(tmp_path):
   run = RunFolder(tmp_path / "run")
   run.save("best", 1, placed_state(), {"epoch": 1})
