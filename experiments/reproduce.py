@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseg import plots, train
-from jaxseg.configs import PRESETS
-from jaxseg.data.folder import split_dataset
+from jaxseg import flags, plots
+from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.pipeline import Loader
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
-from jaxseg.models import BACKBONES
-from jaxseg.predict import TrainedModel
+from jaxseg.models import MODELS
 from jaxseg.run import RunFolder
+from jaxseg.trained import TrainedModel
+from jaxseg.training import figure_predictions, print_table, train_and_evaluate
 
 TABLES = {"cytoplasm": ("table1.md", "Table 1: cytoplasm segmentation"),
           "nuclei": ("table2.md", "Table 2: nuclei segmentation")}
@@ -45,24 +45,22 @@ NOTE = (
   "is most likely the mean IoU over the target and background, our \"mean IoU incl. "
   "background\" column. Per-image Dice is the mean of each test image's Dice."
 )
-# train.py flags passed on to every run.
-PASSED = ("epochs", "image_size", "num_images", "batch_size", "unet_filters", "learning_rate",
-          "precision", "weights", "loader", "seed", "cache_dir")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = ArgumentParser(prog="python experiments/reproduce.py", description=__doc__)
-  parser.add_argument("--data", default="synthetic", help=train.OVERRIDES["data"]["help"])
   parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-  parser.add_argument("--methods", default=",".join(BACKBONES),
-                      help=f"comma-separated, of: {','.join(BACKBONES)}")
+  parser.add_argument("--methods", default=",".join(MODELS),
+                      help=f"comma-separated, of: {','.join(MODELS)}")
   parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
-  parser.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
-                      help="paper settings, or quick ones for a CPU (auto: by device)")
-  parser.add_argument("--figure-method", choices=BACKBONES,
+  start = parser.add_mutually_exclusive_group()
+  start.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
+                     help="paper settings, or quick ones for a CPU (auto: by device)")
+  start.add_argument("--config", type=Path, metavar="FILE",
+                     help="a Python file whose get_config() returns the settings")
+  parser.add_argument("--figure-method", choices=MODELS,
                       help="method of Figure 4 (default: the best mean test Dice)")
-  for name in PASSED:
-    parser.add_argument("--" + name.replace("_", "-"), dest=name, **train.OVERRIDES[name])
+  flags.add_config_flags(parser)  # every run's settings; --backbone and --target are set per run
   return parser.parse_args(argv)
 
 
@@ -74,12 +72,9 @@ def comma_list(value: str, choices: tuple[str, ...], flag: str) -> list[str]:
   return names
 
 
-def train_or_skip(path: Path, method: str, target: str, flags: list[str]) -> dict:
+def train_or_skip(path: Path, config) -> dict:
   """The summary of the run at ``path``: trained, resumed, or read when it has finished."""
-  resume = RunFolder(path).exists()
-  argv = ["--backbone", method, "--target", target, "--workdir", str(path), *flags]
-  # As a resume, train checks that the flags still match the run's own settings.
-  run, config, preset = train.settings(train.parse_args(argv + ["--resume"] * resume))
+  run = RunFolder(path)
   if run.summary_file.exists():
     summary = run.read_summary()
     if summary["config"]["epochs"] != config.epochs:
@@ -87,11 +82,9 @@ def train_or_skip(path: Path, method: str, target: str, flags: list[str]) -> dic
                         f"{config.epochs}; choose another --out")
     print(f"{run.path.name}: finished earlier, skipped")
     return summary
-  try:
-    summary = train.train(run, config, preset, resume=resume)
-  finally:
-    run.close()
-  train.print_table(summary)
+  # As a resume, training checks that the settings still match the run's own.
+  summary = train_and_evaluate(config, path, resume=run.exists())
+  print_table(summary)
   return summary
 
 
@@ -134,13 +127,12 @@ def figure(out: Path, method: str, results: dict[str, dict[str, dict]]) -> None:
   for target, summaries in results.items():
     model = TrainedModel(out / "runs" / f"{method}-{target}")
     config = model.config
-    test = split_dataset(Path(summaries[method]["data_root"]), test_fraction=config.test_fraction,
-                         val_fraction=config.val_fraction, seed=config.seed).test
+    test = model.splits().test
     # By name: the synthetic set's kinds come in the paper's order.
     loader = Loader(sorted(test, key=lambda example: example.name), image_size=config.image_size,
                     target=target, enhancement=config.enhance, batch_size=config.batch_size,
                     seed=config.seed, kind=config.loader)
-    names, *panels = train.figure_predictions(model.steps, model.state, loader, config)
+    names, *panels = figure_predictions(model.steps, model.state, loader, config)
     rows.append(([f"{name}\n{target}" for name in names], *panels))
   names, images, truths, predictions = (np.concatenate(parts) for parts in zip(*rows))
   plots.prediction_figure(names, images, truths, predictions, out / "figure4.png",
@@ -151,21 +143,23 @@ def figure(out: Path, method: str, results: dict[str, dict[str, dict]]) -> None:
 def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
-  methods = comma_list(args.methods, BACKBONES, "methods")
+  methods = comma_list(args.methods, MODELS, "methods")
   targets = comma_list(args.targets, TARGETS, "targets")
   if args.figure_method not in (None, *methods):
     raise JaxsegError(f"--figure-method {args.figure_method}: not among --methods {args.methods}")
-  flags = ["--data", args.data, "--preset", args.preset]
-  for name in PASSED:
-    if getattr(args, name) is not None:
-      flags += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+  changes = flags.overrides(args)
+  for per_run in ("backbone", "target"):
+    if per_run in changes:
+      raise JaxsegError(f"--{per_run}: set by --methods and --targets here")
+  base = flags.load_config_file(args.config) if args.config else get_preset(args.preset)
+  base = flags.apply(base, changes)
 
   results = {target: {} for target in targets}
   runs = [(method, target) for target in targets for method in methods]
   for number, (method, target) in enumerate(runs, 1):
     print(f"\n[{number}/{len(runs)}] {method}-{target}")
-    results[target][method] = train_or_skip(args.out / "runs" / f"{method}-{target}", method,
-                                            target, flags)
+    config = base.replace(backbone=method, target=target).validate()
+    results[target][method] = train_or_skip(args.out / "runs" / f"{method}-{target}", config)
 
   for target, summaries in results.items():
     (args.out / TABLES[target][0]).write_text(table(target, summaries))

@@ -1,19 +1,30 @@
-"""Every setting of a run in one dataclass; presets in `jaxseg.configs` fill it."""
+"""Every setting of a run in one dataclass, checked in one place (`Config.validate`).
+
+Presets (`jaxseg.configs`) and experiment files (``--config FILE``) fill it; every field is
+also a command-line flag (`jaxseg.flags`), with the help text given here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from jaxseg.data.augment import Augment
 from jaxseg.data.enhance import Enhance
+from jaxseg.errors import JaxsegError
+
+COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
 def default_cache_dir() -> Path:
-  return Path(os.environ.get("JAXSEG_CACHE", Path.home() / ".cache" / "jaxseg"))
+  """Where synthetic data, converted weights and compiled programs are kept: $JAXSEG_CACHE,
+  else ~/.cache/jaxseg (read when asked, so a later JAXSEG_CACHE counts)."""
+  return Path(os.environ.get("JAXSEG_CACHE") or Path.home() / ".cache" / "jaxseg")
 
 
 def enable_compilation_cache() -> None:
@@ -27,44 +38,66 @@ def enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
+def setting(default, help: str, *, choices: tuple | None = None, flag: bool = True):
+  """A Config field with its command-line help (and choices, where it has a fixed set);
+  ``flag=False`` for a record that no flag sets."""
+  factory = dict(default_factory=default) if callable(default) else dict(default=default)
+  return dataclasses.field(**factory, metadata={"help": help, "choices": choices, "flag": flag})
+
+
 @dataclasses.dataclass
 class Config:
   # Model
-  backbone: str = "unet"            # unet or an encoder: vgg19, resnet50, mobilenet, ...
-  unet_filters: int = 64            # first width of the plain U-Net (the paper's: 64)
-  decoder: str = "paper"            # paper (transposed convs) or smp (nearest upsampling)
-  dropout: float = 0.1              # spatial dropout after each block's second conv
-  # What evaluation normalises with: statistics recomputed over training images before each
-  # validation ("recomputed"), or the running averages as Keras keeps them ("running").
-  batchnorm_statistics: str = "recomputed"
-  # The running averages' momentum (evaluation uses them only with "running"): Keras's 0.99
-  # needs hundreds of steps to settle; 0.9 settles in tens, all a small data set gives.
-  batchnorm_momentum: float = 0.9
-  batchnorm_images: int = 0         # training images the statistics are recomputed on (0: all)
-  weights: str = "imagenet"         # encoder weights: imagenet, none, or a converted .npz
-  freeze_encoder: bool = False
+  backbone: str = setting("unet", "the plain paper U-Net, or the encoder of a U-Net: "
+                          "vgg19, resnet50, mobilenet, efficientnetb2, densenet121")
+  unet_filters: int = setting(64, "first width of the plain U-Net (the paper's: 64)")
+  decoder: str = setting("paper", "decoder: paper (2x2 transposed convs) or smp (nearest "
+                         "upsampling, segmentation_models' shape)", choices=("paper", "smp"))
+  dropout: float = setting(0.1, "spatial dropout rate after each block's second conv")
+  batchnorm_statistics: str = setting(
+    "recomputed", "what evaluation's BatchNorm normalises with: statistics recomputed at the "
+    "current weights on training images before each validation, or Keras's running averages",
+    choices=("recomputed", "running"))
+  batchnorm_momentum: float = setting(
+    0.9, "momentum of BatchNorm's running averages (used with --batchnorm-statistics running; "
+    "Keras's 0.99 needs hundreds of steps to settle)")
+  batchnorm_images: int = setting(0, "training images the statistics are recomputed on (0: all)")
+  weights: str = setting("imagenet", "encoder weights: imagenet (converted, from the cache), "
+                         "none, or a converted .npz file")
+  freeze_encoder: bool = setting(False, "train only the decoder; the encoder's BatchNorm stays "
+                                 "in inference mode")
   # Data
-  data: str = "synthetic"           # synthetic, a folder in DESIGN.md's format, or tfds:NAME
-  tfds_dir: str | None = None       # TFDS data folder of tfds:NAME (None: TFDS's default)
-  num_images: int = 419             # synthetic images (the paper's data set has 419)
-  synthetic_size: int = 1130
-  synthetic_seed: int = 0           # the built-in data set; --seed sets the split and training
-  cache_dir: str = str(default_cache_dir())
-  target: str = "nuclei"            # nuclei or cytoplasm
-  image_size: int = 224
-  test_fraction: float = 0.2        # the paper's 80/20 split, unless DATA has train/ and test/
-  val_fraction: float = 0.1         # of the training images, to choose the best epoch
-  enhance: Enhance = dataclasses.field(default_factory=Enhance)
-  augment: Augment = dataclasses.field(default_factory=Augment)
-  loader: str = "auto"              # auto (tf.data where TensorFlow is installed), tf, plain
+  data: str = setting("synthetic", "synthetic (built in), a folder (DATA/images, DATA/masks), "
+                      "or tfds:cervical_cytology (records in --tfds-dir)")
+  tfds_dir: str | None = setting(None, "TFDS data folder of --data tfds:NAME")
+  num_images: int = setting(419, "synthetic images to generate (the paper's data set has 419)")
+  synthetic_size: int = setting(1130, "side of the synthetic images, in pixels")
+  synthetic_seed: int = setting(0, "the built-in data set's seed (--seed sets the split and "
+                                "training)")
+  cache_dir: str | None = setting(None, "where synthetic data and converted weights are kept "
+                                  "(default: $JAXSEG_CACHE, else ~/.cache/jaxseg)")
+  target: str = setting("nuclei", "nuclei (class 2) or cytoplasm (the whole cell)",
+                        choices=("nuclei", "cytoplasm"))
+  image_size: int = setting(224, "training and evaluation size (square)")
+  test_fraction: float = setting(0.2, "test share of a seeded split (the paper's 80/20), "
+                                 "unless DATA has train/ and test/")
+  val_fraction: float = setting(0.1, "share of the training images held out to choose the "
+                                "best epoch")
+  enhance: Enhance = setting(Enhance, "brightness and contrast enhancement")
+  augment: Augment = setting(Augment, "augmentation on the device")
+  loader: str = setting("auto", "input pipeline: tf.data where TensorFlow is installed (auto), "
+                        "tf, or plain; both give the same batches", choices=("auto", "tf", "plain"))
   # Optimisation (the paper's: Adam, lr 0.003, batch 18, 100 epochs)
-  learning_rate: float = 3e-3
-  batch_size: int = 18
-  epochs: int = 100
-  precision: str = "fp32"           # fp32, or bf16 compute with fp32 parameters
-  seed: int = 0
+  learning_rate: float = setting(3e-3, "Adam learning rate")
+  batch_size: int = setting(18, "global batch size (a multiple of the device count)")
+  epochs: int = setting(100, "training epochs")
+  precision: str = setting("fp32", "fp32, or bf16 compute with fp32 parameters and optimizer "
+                           "state", choices=tuple(COMPUTE_DTYPES))
+  seed: int = setting(0, "split, initialisation, dropout and augmentation")
   # Output
-  figure_images: int = 3            # test images in the Figure 4 style picture
+  figure_images: int = setting(3, "test images in the Figure 4 style picture")
+  preset: str = setting("custom", "the preset or file these settings started from",
+                        flag=False)
 
   def replace(self, **changes) -> Config:
     return dataclasses.replace(self, **changes)
@@ -81,3 +114,40 @@ class Config:
       augment["scale_range"] = tuple(augment["scale_range"])
     values["augment"] = Augment(**augment)
     return cls(**values)
+
+  @property
+  def cache_path(self) -> Path:
+    return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+  @property
+  def compute_dtype(self):
+    return COMPUTE_DTYPES[self.precision]
+
+  def validate(self) -> Config:
+    """``self``, or a `JaxsegError` naming the first setting that cannot work."""
+    from jaxseg.models import MODELS  # the models import this module
+
+    def check(ok: bool, name: str, why: str) -> None:
+      if not ok:
+        raise JaxsegError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: {why}")
+
+    for field in dataclasses.fields(self):
+      choices = field.metadata.get("choices")
+      check(choices is None or getattr(self, field.name) in choices, field.name,
+            f"choose from {', '.join(choices or ())}")
+    check(self.backbone in MODELS, "backbone", f"choose from {', '.join(MODELS)}")
+    for name in ("unet_filters", "num_images", "batch_size", "epochs", "figure_images"):
+      check(getattr(self, name) >= 1, name, "must be at least 1")
+    check(self.image_size >= 16, "image_size", "must be at least 16 pixels")
+    check(self.synthetic_size >= 32, "synthetic_size", "must be at least 32 pixels")
+    for name in ("seed", "synthetic_seed", "batchnorm_images"):
+      check(getattr(self, name) >= 0, name, "must be 0 or more")
+    check(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
+          "must be a positive number")
+    check(0 <= self.dropout < 1, "dropout", "must lie in [0, 1)")
+    check(0 <= self.batchnorm_momentum < 1, "batchnorm_momentum", "must lie in [0, 1)")
+    for name in ("test_fraction", "val_fraction"):
+      check(0 < getattr(self, name) < 1, name, "must lie between 0 and 1")
+    check(self.weights in ("imagenet", "none") or self.weights.endswith(".npz"), "weights",
+          "choose imagenet, none, or a converted .npz file")
+    return self

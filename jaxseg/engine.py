@@ -25,9 +25,6 @@ from jaxseg.data.augment import Augment, augment_batch
 from jaxseg.errors import JaxsegError
 from jaxseg.losses import soft_jaccard_loss
 from jaxseg.metrics import confusion_counts
-from jaxseg.models import create_model
-
-COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
 @flax.struct.dataclass
@@ -48,18 +45,9 @@ class Model:
   tx: optax.GradientTransformation
 
 
-def new_model(config: Config) -> nnx.Module:
-  """The randomly initialised network of ``config``."""
-  if config.precision not in COMPUTE_DTYPES:
-    raise JaxsegError(f"--precision {config.precision!r}: choose fp32 or bf16")
-  return create_model(config.backbone, unet_filters=config.unet_filters, decoder=config.decoder,
-                      dropout=config.dropout, batchnorm_momentum=config.batchnorm_momentum,
-                      dtype=COMPUTE_DTYPES[config.precision],
-                      rngs=nnx.Rngs(params=config.seed))
-
-
-def build(config: Config, model: nnx.Module) -> tuple[Model, TrainState]:
-  """Split ``model`` into graph definitions and its initial train state."""
+def build(config: Config, model: nnx.Module, *, optimizer: bool = True) -> tuple[Model, TrainState]:
+  """Split ``model`` into graph definitions and its initial train state; without
+  ``optimizer`` (evaluation, prediction) the state holds no optimizer state."""
   model.eval()
   eval_graph, params, model_state = nnx.split(model, nnx.Param, ...)
   model.train()
@@ -68,7 +56,7 @@ def build(config: Config, model: nnx.Module) -> tuple[Model, TrainState]:
   train_graph = nnx.split(model, nnx.Param, ...)[0]
   tx = _optimizer(config, params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                     opt_state=tx.init(params))
+                     opt_state=tx.init(params) if optimizer else None)
   return Model(train_graph, eval_graph, _statistics_graph(model), tx), state
 
 
@@ -215,8 +203,8 @@ class Steps:
     """Replace BatchNorm's running averages by the statistics of the current weights over
     ``batches`` ("precise BatchNorm"): each channel's mean, and its variance about that mean.
 
-    The running averages mix statistics of the weights of many steps back; evaluated with
-    them, the quick preset's validation Dice went 0.96, 0.51, 0.96 on consecutive epochs.
+    The running averages mix statistics of the weights of many steps back, and evaluation
+    with them swings from epoch to epoch (docs/training-measurements.md).
     """
     sums, count = None, 0
     for images, _ in batches:

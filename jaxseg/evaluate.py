@@ -1,7 +1,7 @@
 """Reload a run's best checkpoint and report its test metrics: ``python -m jaxseg.evaluate --workdir RUN``.
 
-The numbers equal the ``test`` entry of the run's ``summary.json``: the same images, split,
-preprocessing and eval step.
+The numbers equal the ``test`` entry of the run's ``summary.json``: the same test images (the
+split the run recorded, each file checked against its fingerprint), preprocessing and eval step.
 """
 
 from __future__ import annotations
@@ -9,29 +9,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jaxseg import engine
 from jaxseg.config import enable_compilation_cache
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
-from jaxseg.run import RunFolder
-from jaxseg.train import evaluate_loader, make_loaders, otsu_scores, print_table
+from jaxseg.errors import ArgumentParser, cli
+from jaxseg.trained import TrainedModel
+from jaxseg.training import evaluate_loader, make_loaders, otsu_scores, print_table
 
 
-def evaluate(run: RunFolder) -> dict:
-  """Test metrics of the best checkpoint of ``run``, beside the Otsu baseline."""
-  config, saved = run.read_config()
-  if not run.has_checkpoint("best"):
-    raise JaxsegError(f"{run.path}: no best checkpoint yet (training has not finished an epoch)")
-  _, loaders = make_loaders(config)
-  model, state = engine.build(config, engine.new_model(config))
-  steps = engine.Steps(model, config.augment, config.batch_size)
-  state, meta = run.restore("best", steps.place(state))
+def evaluate(path: Path) -> dict:
+  """Test metrics of the best checkpoint of the run at ``path``, beside the Otsu baseline."""
+  trained = TrainedModel(path)
+  splits = trained.splits()
+  loader = make_loaders(trained.config, splits, names=("test",))["test"]
   return {
-    "target": config.target,
-    "weights": saved["weights"],
-    "images": {split: len(loader) for split, loader in loaders.items()},
-    "best_epoch": meta["epoch"],
-    "test": evaluate_loader(steps, state, loaders["test"]),
-    "otsu_test": otsu_scores(loaders["test"], config.target),
+    "target": trained.config.target,
+    "weights": trained.saved["weights"],
+    "images": {split: len(getattr(splits, split)) for split in ("train", "val", "test")},
+    "best_epoch": trained.meta["epoch"],
+    "test": evaluate_loader(trained.steps, trained.state, loader),
+    "otsu_test": otsu_scores(loader, trained.config.target),
   }
 
 
@@ -42,9 +37,7 @@ def main(argv=None) -> None:
   parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
   args = parser.parse_args(argv)
   enable_compilation_cache()
-  run = RunFolder(args.workdir)
-  result = evaluate(run)
-  run.close()
+  result = evaluate(args.workdir)
   if args.json:
     print(json.dumps(result, indent=2))
   else:

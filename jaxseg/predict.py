@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import engine, plots
+from jaxseg import plots
 from jaxseg.config import enable_compilation_cache
 from jaxseg.data.files import (check_unique_names, list_images, read_image, write_image,
                                write_mask)
@@ -31,28 +31,18 @@ from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
 from jaxseg.errors import ArgumentParser, DataError, JaxsegError, cli
 from jaxseg.measure import NC_THRESHOLD, Cell, ImageSummary, measure_cells, summarize, write_csv
-from jaxseg.run import RunFolder
+from jaxseg.trained import TrainedModel
 
 # The mask value of each target; nuclei are written last, over the cells they lie in.
 TARGET_CLASSES = {"cytoplasm": CYTOPLASM, "nuclei": NUCLEUS}
 
 
-class TrainedModel:
-  """The best checkpoint of a run, predicting probabilities of the run's target."""
+class Segmenter:
+  """A trained run's target probabilities for images of any size."""
 
-  def __init__(self, path: Path, target: str | None = None):
-    run = RunFolder(path)
-    self.config, saved = run.read_config()
-    if target is not None and self.config.target != target:
-      raise JaxsegError(f"{run.path}: a {self.config.target} run; expected a {target} run")
-    if not run.has_checkpoint("best"):
-      raise JaxsegError(f"{run.path}: no best checkpoint yet (training has not finished an epoch)")
-    model, state = engine.build(self.config, engine.new_model(self.config))
-    self.steps = engine.Steps(model, self.config.augment, self.config.batch_size)
-    self.state, _ = run.restore("best", self.steps.place(state))
-    run.close()
-    self.path = run.path
-    self.source_size = saved.get("source_size")  # [height, width] of the training images
+  def __init__(self, trained: TrainedModel):
+    self.trained = trained
+    self.config = trained.config
 
   def probabilities(self, images: list[np.ndarray], tiled: bool) -> list[np.ndarray]:
     """Target probabilities, float32 (H, W), of RGB images, each at its own size."""
@@ -61,13 +51,14 @@ class TrainedModel:
     size = (self.config.image_size,) * 2
     batch = np.stack([prepare_image(image, size, self.config.enhance) for image in images])
     return [_resize(p, image.shape[:2]) for p, image in
-            zip(self.steps.predict(self.state, batch), images)]
+            zip(self.trained.predict(batch), images)]
 
   def _tiled(self, images: list[np.ndarray]) -> list[np.ndarray]:
-    if self.source_size is None:
-      raise JaxsegError(f"{self.path}: config.json has no source_size; --tiled needs it")
+    source_size = self.trained.source_size
+    if source_size is None:
+      raise JaxsegError(f"{self.trained.path}: config.json has no source_size; --tiled needs it")
     tile = self.config.image_size
-    scale = [tile / side for side in self.source_size]
+    scale = [tile / side for side in source_size]
     layouts, tiles = [], []  # per image: its size at the training scale, padded, tile corners
     for image in images:
       size = tuple(max(round(side * factor), 1) for side, factor in zip(image.shape, scale))
@@ -79,7 +70,7 @@ class TrainedModel:
                 for x in _tile_starts(padded.shape[1], tile)]
       tiles += [padded[y:y + tile, x:x + tile] for y, x in starts]
       layouts.append((size, padded.shape[:2], starts))
-    predicted = iter(self.steps.predict(self.state, np.stack(tiles)))
+    predicted = iter(self.trained.predict(np.stack(tiles)))
     window = _window(tile)
     maps = []
     for image, (size, padded_size, starts) in zip(images, layouts):
@@ -146,7 +137,7 @@ def read_chunks(paths: list[Path], size: int):
     yield chunk
 
 
-def predict(models: dict[str, TrainedModel], paths: list[Path], out: Path, *, tiled: bool,
+def predict(models: dict[str, Segmenter], paths: list[Path], out: Path, *, tiled: bool,
             threshold: float, measure: bool, nc_threshold: float) -> list[ImageSummary]:
   """Segment ``paths`` with one model per target, writing each image's files into ``out``."""
   try:
@@ -208,11 +199,11 @@ def main(argv=None) -> None:
                       "--nuclei-run NUCLEI_RUN")
   paths = input_images(args.images)
   if args.nuclei_run is None:
-    model = TrainedModel(args.run)
+    model = Segmenter(TrainedModel(args.run))
     models = {model.config.target: model}
   else:
-    models = {"cytoplasm": TrainedModel(args.run, "cytoplasm"),
-              "nuclei": TrainedModel(args.nuclei_run, "nuclei")}
+    models = {"cytoplasm": Segmenter(TrainedModel(args.run, "cytoplasm")),
+              "nuclei": Segmenter(TrainedModel(args.nuclei_run, "nuclei"))}
   summaries = predict(models, paths, args.out, tiled=args.tiled, threshold=args.threshold,
                       measure=args.measure, nc_threshold=args.nc_threshold)
   if args.measure:

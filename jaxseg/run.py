@@ -2,17 +2,23 @@
 
 ```
 RUN/config.json          the settings, as `Config.to_dict` writes them
+RUN/data.json            the split: every file of train, validation and test, fingerprinted
 RUN/metrics.jsonl        one line per epoch
 RUN/checkpoints/latest/  the last finished epoch (what --resume continues)
 RUN/checkpoints/best/    the epoch with the best validation Dice (what evaluate reloads)
 RUN/summary.json         the final test metrics, written when training ends
 ```
+
+A checkpoint holds two packed items, ``model`` (parameters and BatchNorm statistics: all that
+evaluation and prediction read) and ``optimizer`` (step and Adam moments: what resuming adds),
+and in its metadata the path, shape and dtype of every leaf, which a restore checks first.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -45,6 +51,7 @@ class RunFolder:
     self.config_file = self.path / "config.json"
     self.metrics_file = self.path / "metrics.jsonl"
     self.summary_file = self.path / "summary.json"
+    self.data_file = self.path / "data.json"
     self.curves_file = self.path / "training_curves.png"
     self.figure_file = self.path / "predictions.png"
     self._managers = {}
@@ -52,22 +59,58 @@ class RunFolder:
   def exists(self) -> bool:
     return self.config_file.exists()
 
+  def create(self) -> None:
+    """Make the run folder (refusing a path that is a file or cannot be written)."""
+    if self.path.exists() and not self.path.is_dir():
+      raise JaxsegError(f"--workdir {self.path}: a file, not a folder")
+    try:
+      self.path.mkdir(parents=True, exist_ok=True)
+      probe = self.path / ".jaxseg-write-test"
+      probe.touch()
+      probe.unlink()
+    except OSError as error:
+      raise JaxsegError(f"--workdir {self.path}: cannot write there ({error.strerror})") from None
+
+  @_primary_only
+  def discard(self, created_folder: bool) -> None:
+    """Remove what a new run wrote before its first checkpoint, so the same command can run
+    again; the folder itself only where this run created it."""
+    for name in (self.config_file, self.data_file, self.metrics_file):
+      name.unlink(missing_ok=True)
+    shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+    if created_folder and self.path.is_dir() and not any(self.path.iterdir()):
+      self.path.rmdir()
+
   @_primary_only
   def write_config(self, config: Config, extra: dict) -> None:
-    self.path.mkdir(parents=True, exist_ok=True)
     _write_json(self.config_file, {**extra, "config": config.to_dict()})
 
   def read_config(self) -> tuple[Config, dict]:
     if not self.exists():
       raise JaxsegError(f"{self.path}: not a jaxseg run (no config.json)")
-    saved = json.loads(self.config_file.read_text())
-    return Config.from_dict(saved.pop("config")), saved
+    saved = _read_json(self.config_file)
+    try:
+      return Config.from_dict(saved.pop("config")), saved
+    except (KeyError, TypeError, ValueError) as error:
+      raise JaxsegError(f"{self.config_file}: not a jaxseg config ({error})") from None
+
+  @_primary_only
+  def write_data_record(self, record: dict) -> None:
+    _write_json(self.data_file, record)
+
+  def read_data_record(self) -> dict:
+    if not self.data_file.exists():
+      raise JaxsegError(f"{self.path}: no data.json (a run of an older jaxseg?)")
+    return _read_json(self.data_file)
 
   # Metrics: lines past the epoch a run resumes from are dropped, so each epoch appears once.
   def read_metrics(self, up_to_epoch: int | None = None) -> list[dict]:
     if not self.metrics_file.exists():
       return []
-    lines = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line]
+    try:
+      lines = [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line]
+    except json.JSONDecodeError as error:
+      raise JaxsegError(f"{self.metrics_file}: not JSON lines ({error})") from None
     return [m for m in lines if up_to_epoch is None or m["epoch"] <= up_to_epoch]
 
   @_primary_only
@@ -84,7 +127,7 @@ class RunFolder:
     _write_json(self.summary_file, summary)
 
   def read_summary(self) -> dict:
-    return json.loads(self.summary_file.read_text())
+    return _read_json(self.summary_file)
 
   # Checkpoints
   def _manager(self, which: str) -> ocp.CheckpointManager:
@@ -96,63 +139,98 @@ class RunFolder:
         options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
                                              enable_async_checkpointing=False),
         # Named handlers let `restore` read what a checkpoint holds before reading it.
-        item_handlers={"state": ocp.StandardCheckpointHandler(),
+        item_handlers={"model": ocp.StandardCheckpointHandler(),
+                       "optimizer": ocp.StandardCheckpointHandler(),
                        "meta": ocp.JsonCheckpointHandler()},
       )
     return self._managers[which]
 
   def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
+    model, optimizer = _parts(state)
+    meta = {**meta, "layout": {"model": _layout(model), "optimizer": _layout(optimizer)}}
     self._manager(which).save(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(_pack(state)), meta=ocp.args.JsonSave(meta)))
+      model=ocp.args.StandardSave(_pack(model)), optimizer=ocp.args.StandardSave(_pack(optimizer)),
+      meta=ocp.args.JsonSave(meta)))
 
   def has_checkpoint(self, which: str) -> bool:
     return self._manager(which).latest_step() is not None
 
   def restore(self, which: str, like: TrainState) -> tuple[TrainState, dict]:
-    """The state saved as ``which`` (latest or best), shaped and placed like ``like``."""
+    """The state saved as ``which`` (latest or best), shaped and placed like ``like``. Where
+    ``like`` holds no optimizer state (evaluation), only the model item is read."""
     manager = self._manager(which)
     epoch = manager.latest_step()
     if epoch is None:
-      raise JaxsegError(f"{self.path}: no {which} checkpoint to restore")
-    packed = jax.eval_shape(_pack, like)
-    # Checked before reading: a failed Orbax restore dumps both trees, and leaves reads of
-    # the other arrays running.
-    if _layout(manager.item_metadata(epoch)["state"]) != _layout(packed):
-      raise JaxsegError(f"{manager.directory / str(epoch)}: not a checkpoint of this model "
-                        "(another model's, or written by an older jaxseg)")
+      raise JaxsegError(f"{self.path}: no {which} checkpoint (training has not finished an epoch)")
+    where = manager.directory / str(epoch)
+    items = {"model": _parts(like)[0]}
+    if like.opt_state is not None:
+      items["optimizer"] = _parts(like)[1]
+    meta = self._read(manager, epoch, where, meta=ocp.args.JsonRestore()).meta
+    # Checked before any array is read: a failed Orbax restore dumps both trees.
+    for item, tree in items.items():
+      _check_layout(meta.get("layout", {}).get(item, []), _layout(tree), where)
     sharding = jax.tree.leaves(like)[0].sharding  # the state is replicated: one sharding
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                            packed)
-    restored = manager.restore(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    return _unpack(restored.state, like), restored.meta
+    restored = self._read(manager, epoch, where, **{
+      item: ocp.args.StandardRestore(jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        jax.eval_shape(_pack, tree)))
+      for item, tree in items.items()})
+    model = _unpack(restored["model"], items["model"])
+    step, opt_state = (_unpack(restored["optimizer"], items["optimizer"])
+                       if "optimizer" in items else (like.step, None))
+    meta.pop("layout", None)
+    return TrainState(step=step, params=model[0], model_state=model[1], opt_state=opt_state), meta
+
+  @staticmethod
+  def _read(manager: ocp.CheckpointManager, epoch: int, where: Path, **items):
+    try:
+      return manager.restore(epoch, args=ocp.args.Composite(**items))
+    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is one line
+      first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      raise JaxsegError(f"{where}: cannot read this checkpoint ({first[:200]})") from None
 
   def close(self) -> None:
     for manager in self._managers.values():
       manager.close()
 
 
-# Orbax spends about 2 ms on each array it saves, and a DenseNet121 state has 1 476 of them
-# (2.6 s a save on a CPU): checkpoints hold the state as one flat array per dtype instead.
+def _parts(state: TrainState) -> tuple[tuple, tuple]:
+  """(what a model needs, what resuming training adds) of ``state``."""
+  return (state.params, state.model_state), (state.step, state.opt_state)
+
+
+def _layout(tree) -> list[list]:
+  """[path, shape, dtype] of every leaf of ``tree``, in order."""
+  return [[jax.tree_util.keystr(path), list(leaf.shape), leaf.dtype.name]
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _check_layout(saved: list, expected: list, where: Path) -> None:
+  """A `JaxsegError` naming the first leaf where the checkpoint and this model differ."""
+  for have, want in zip(saved, expected):
+    if have != want:
+      raise JaxsegError(f"{where}: not a checkpoint of this model: it holds {have[0]} "
+                        f"{tuple(have[1])} {have[2]} where the model has {want[0]} "
+                        f"{tuple(want[1])} {want[2]}")
+  if len(saved) != len(expected):
+    raise JaxsegError(f"{where}: not a checkpoint of this model: {len(saved)} arrays, the "
+                      f"model has {len(expected)}")
+
+
+# Orbax's cost is per array, and a state has over a thousand small ones: checkpoints hold
+# each item as one flat array per dtype instead (docs/training-measurements.md).
 @jax.jit
-def _pack(state: TrainState) -> dict[str, jax.Array]:
+def _pack(tree) -> dict[str, jax.Array]:
   groups: dict[str, list[jax.Array]] = {}
-  for leaf in jax.tree.leaves(state):
+  for leaf in jax.tree.leaves(tree):
     groups.setdefault(leaf.dtype.name, []).append(leaf.ravel())
   return {dtype: jnp.concatenate(parts) for dtype, parts in groups.items()}
 
 
-def _layout(packed) -> dict:
-  """Shape and dtype of each packed array (of arrays or their metadata); {} for other trees."""
-  if not hasattr(packed, "items"):  # Orbax's tree metadata is a mapping, not a dict
-    return {}
-  return {dtype: (tuple(getattr(array, "shape", ())), str(getattr(array, "dtype", "")))
-          for dtype, array in packed.items()}
-
-
-def _unpack(packed: dict[str, jax.Array], like: TrainState) -> TrainState:
-  """The inverse of `_pack`, placed like ``like``. Cut on the host: a jitted cut into 1 476
-  slices takes XLA 15 s to compile."""
+def _unpack(packed: dict[str, jax.Array], like):
+  """The inverse of `_pack`, placed like ``like``. Cut on the host: XLA compiles a jitted cut
+  into a thousand slices slowly."""
   flat = {dtype: np.asarray(array.addressable_data(0)) for dtype, array in packed.items()}
   offsets = dict.fromkeys(flat, 0)
   leaves, treedef = jax.tree.flatten(like)
@@ -164,6 +242,13 @@ def _unpack(packed: dict[str, jax.Array], like: TrainState) -> TrainState:
     values.append(jax.make_array_from_callback(leaf.shape, leaf.sharding,
                                                lambda index, value=value: value[index]))
   return jax.tree.unflatten(treedef, values)
+
+
+def _read_json(path: Path) -> dict:
+  try:
+    return json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError) as error:
+    raise JaxsegError(f"{path}: cannot read it as JSON ({error})") from None
 
 
 def _write_json(path: Path, value: dict) -> None:

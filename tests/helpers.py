@@ -7,7 +7,10 @@ import cv2
 
 from jaxseg import engine, train
 from jaxseg.config import Config
+from jaxseg.data.enhance import Enhance
+from jaxseg.data.pipeline import Loader
 from jaxseg.data.synthetic import generate_sample
+from jaxseg.models import build_model
 
 
 def write_folder(root: Path, count: int, *, size: int = 96, seed: int = 0) -> Path:
@@ -30,7 +33,14 @@ def train_summary(data: Path, workdir: Path, *flags: str) -> dict:
 def tiny_model(**changes):
   """A 4-wide plain U-Net for 16x16 batches of 2 (``changes`` override): its graphs, jitted
   steps, and initial state placed on the mesh."""
-  config = Config(**{"unet_filters": 4, "image_size": 16, "batch_size": 2, **changes})
-  model, state = engine.build(config, engine.new_model(config))
+  config = Config(**{"unet_filters": 4, "image_size": 16, "batch_size": 2, "weights": "none",
+                     **changes})
+  model, state = engine.build(config, build_model(config))
   steps = engine.Steps(model, config.augment, config.batch_size)
   return model, steps, steps.place(state)
+
+
+def loader(examples, kind, batch_size=3, seed=0):
+  """A loader of 32x32 nuclei batches over ``examples``."""
+  return Loader(examples, image_size=32, target="nuclei", enhancement=Enhance(),
+                batch_size=batch_size, seed=seed, kind=kind)

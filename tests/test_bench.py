@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from jaxseg import bench
-from jaxseg.peers import PeerUnavailable, load_peer
-from jaxseg.timing import xla_flops
+from jaxseg.bench import steps as bench
+from jaxseg.bench.peers import PeerUnavailable, load_peer
+from jaxseg.bench.timing import xla_flops
 
 TINY = ["--backbone", "unet,mobilenet", "--batch-size", "2", "--image-size", "32",
         "--steps", "2", "--repeats", "1", "--warmup", "1", "--precision", "fp32",

@@ -2,7 +2,7 @@
 
 import json
 
-from jaxseg import bench_pipeline
+from jaxseg.bench import pipeline as bench_pipeline
 from jaxseg.data.pipeline import tensorflow_available
 from tests.helpers import write_folder
 
@@ -14,7 +14,7 @@ def test_benchmark_writes_report(tmp_path, capsys):
                        "--epochs", "2", "--json", str(out)])
   report = json.loads(out.read_text())
 
-  assert report["command"].startswith("python -m jaxseg.bench_pipeline --data ")
+  assert report["command"].startswith("python -m jaxseg.bench.pipeline --data ")
   for field in ("date", "cpu_count", "usable_cpus", "load_average_before", "load_average_after",
                 "opencv_threads", "page_cache", "warm_up"):
     assert report[field], field

@@ -21,7 +21,7 @@ from jaxseg.errors import JaxsegError
 from jaxseg.models.backbones import create_encoder
 from jaxseg.weights import keras_application, keras_features
 from jaxseg.weights.store import load_encoder_weights, read_weights, save_weights
-from tests.test_encoders import INPUT_SHAPE, max_relative_error, randomized_keras_model
+from tests.keras_reference import INPUT_SHAPE, max_relative_error, randomized_keras_model
 
 REPO = Path(__file__).resolve().parents[1]
 # The names Keras downloads these weights under.

@@ -6,9 +6,8 @@ from flax import nnx
 
 from jaxseg.config import Config
 from jaxseg.data.folder import find_examples
-from jaxseg.train import statistics_batches
-from tests.helpers import tiny_model, write_folder
-from tests.test_pipeline import loader
+from jaxseg.training import statistics_batches
+from tests.helpers import loader, tiny_model, write_folder
 
 BATCH = 2  # tiny_model's
 

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxseg.models import create_model
+from jaxseg.config import Config
+from jaxseg.models import build_model
 from jaxseg.models.unet import PaperEncoder
 
 
@@ -12,7 +13,7 @@ def parameter_count(module) -> int:
 
 
 def test_paper_unet_widths():
-  model = create_model("unet", unet_filters=64, rngs=nnx.Rngs(0))
+  model = build_model(Config(unet_filters=64))
   assert model.encoder.feature_channels == (64, 128, 256, 512, 1024)
   assert [b.conv.second.conv.out_features for b in model.blocks] == [512, 256, 128, 64]
   # Conv 3x3 without bias (BN follows) + BN scale/bias, per double conv; 2x2 transposed convs.
@@ -27,7 +28,7 @@ def test_paper_unet_widths():
 
 
 def test_unet_output_matches_input_size_even_when_not_a_multiple_of_16():
-  model = create_model("unet", unet_filters=4, rngs=nnx.Rngs(0))
+  model = build_model(Config(unet_filters=4))
   model.eval()
   for height, width in ((32, 48), (30, 45)):
     logits = model(jnp.zeros((2, height, width, 3)))
@@ -36,7 +37,7 @@ def test_unet_output_matches_input_size_even_when_not_a_multiple_of_16():
 
 
 def test_bf16_compute_keeps_float32_parameters():
-  model = create_model("unet", unet_filters=4, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  model = build_model(Config(unet_filters=4, precision="bf16"))
   assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float32")}
   model.eval()
   features = model.encoder(jnp.ones((1, 16, 16, 3)))

@@ -76,12 +76,10 @@ def test_mask_has_the_input_size_and_matches_the_truth(cytoplasm_run, large_imag
 
 
 def fake_model(tile, source_size):
-  """A TrainedModel whose network answers each pixel's red value / 255: blending must keep it."""
-  model = object.__new__(predict.TrainedModel)
-  model.config = types.SimpleNamespace(image_size=tile, enhance=Enhance())
-  model.steps = types.SimpleNamespace(predict=lambda state, tiles: tiles[..., 0] / 255)
-  model.state, model.source_size, model.path = None, source_size, "fake"
-  return model
+  """A model whose network answers each pixel's red value / 255: blending must keep it."""
+  return predict.Segmenter(types.SimpleNamespace(
+    config=types.SimpleNamespace(image_size=tile, enhance=Enhance()), path="fake",
+    predict=lambda tiles: tiles[..., 0] / 255, source_size=source_size))
 
 
 @pytest.mark.parametrize("shape", [(80, 80), (70, 45), (20, 50)])

@@ -1,9 +1,11 @@
 """Checkpoints: the state comes back exactly, and a checkpoint of another model is refused."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg.engine import TrainState
 from jaxseg.errors import JaxsegError
 from jaxseg.run import RunFolder
 from tests.helpers import tiny_model
@@ -31,6 +33,60 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
   run = RunFolder(tmp_path / "run")
   run.save("best", 1, placed_state(), {"epoch": 1})
-  with pytest.raises(JaxsegError, match=r"checkpoints/best/1: not a checkpoint of this model"):
+  with pytest.raises(JaxsegError, match=r"checkpoints/best/1: not a checkpoint of this model: it "):
     run.restore("best", placed_state(unet_filters=8))
   run.close()
+
+
+def hand_state(params, with_optimizer=True):
+  return TrainState(step=jnp.array(3, jnp.int32), params=params,
+                    model_state={"mean": jnp.arange(4.0)},
+                    opt_state={"mu": jnp.ones(6)} if with_optimizer else None)
+
+
+@pytest.mark.parametrize("like, where", [
+  ({"kernel": jnp.zeros((2, 3)), "renamed": jnp.zeros((3, 2))}, "['renamed']"),  # renamed leaf
+  ({"bias": jnp.zeros((3, 2)), "kernel": jnp.zeros((2, 3))}, "['bias'] (3, 2)"),  # moved leaf
+])
+def test_checkpoint_with_another_leaf_of_the_same_size_is_refused(tmp_path, like, where):
+  run = RunFolder(tmp_path / "run")
+  run.save("best", 1, hand_state({"kernel": jnp.ones((2, 3)), "other": jnp.ones((3, 2))}), {})
+  with pytest.raises(JaxsegError, match=r"best/1: not a checkpoint of this model: it holds "):
+    try:
+      run.restore("best", hand_state(like))
+    except JaxsegError as error:
+      assert where in str(error)
+      raise
+  run.close()
+
+
+def test_inference_restores_the_model_alone(tmp_path):
+  saved = hand_state({"kernel": jnp.full((2, 3), 5.0)})
+  run = RunFolder(tmp_path / "run")
+  run.save("best", 2, saved, {"epoch": 2})
+  restored, meta = run.restore("best", hand_state({"kernel": jnp.zeros((2, 3))}, False))
+  run.close()
+  assert meta == {"epoch": 2} and restored.opt_state is None
+  np.testing.assert_array_equal(restored.params["kernel"], saved.params["kernel"])
+  np.testing.assert_array_equal(restored.model_state["mean"], saved.model_state["mean"])
+
+
+def test_truncated_checkpoint_is_one_line(tmp_path):
+  run = RunFolder(tmp_path / "run")
+  run.save("latest", 1, hand_state({"kernel": jnp.ones((64, 64))}), {"epoch": 1})
+  run.close()
+  for path in (tmp_path / "run" / "checkpoints" / "latest" / "1" / "model").rglob("*"):
+    if path.is_file() and path.stat().st_size > 100:
+      path.write_bytes(path.read_bytes()[:40])
+  run = RunFolder(tmp_path / "run")
+  with pytest.raises(JaxsegError, match=r"latest/1: cannot read this checkpoint") as error:
+    run.restore("latest", hand_state({"kernel": jnp.zeros((64, 64))}))
+  run.close()
+  assert "\n" not in str(error.value)
+
+
+def test_corrupt_config_is_one_line(tmp_path):
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "config.json").write_text('{"config": {"backbone": ')
+  with pytest.raises(JaxsegError, match=r"config.json: cannot read it as JSON"):
+    RunFolder(tmp_path / "run").read_config()

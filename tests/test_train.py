@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxseg import evaluate, train
+from jaxseg import evaluate, train, training
 from tests.helpers import train_summary, write_folder
 
 TINY = ["--image-size", "32", "--unet-filters", "4", "--batch-size", "2", "--loader", "plain",
@@ -68,7 +68,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(data, straight, tmp
   def interrupt(message):  # Ctrl-C just after epoch 1's checkpoint is written
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(train.tqdm, "write", interrupt)
+  monkeypatch.setattr(training.tqdm, "write", interrupt)
   with pytest.raises(SystemExit) as exit_info:
     run_train(data, workdir, "--epochs", "2")
   assert exit_info.value.code == 2
@@ -122,11 +122,88 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path, problem):
   lines = result.stderr.strip().splitlines()
   assert lines[-1].startswith("jaxseg: error:") and expected[problem] in lines[-1], result.stderr
   assert "Traceback" not in result.stderr
-  assert not (tmp_path / "run" / "checkpoints").exists()
+  assert not (tmp_path / "run").exists()  # nothing left behind: the corrected command runs
 
 
-def test_bad_flag_is_one_line_and_exit_2():
-  result = cli("--backbone", "alexnet")
+@pytest.mark.parametrize("flags, expected", [
+  (["--backbone", "alexnet"], "--backbone 'alexnet': choose from unet, vgg19"),
+  (["--decoder", "fpn"], "argument --decoder: invalid choice: 'fpn'"),
+  (["--image-size", "0"], "--image-size 0: must be at least 16 pixels"),
+  (["--batch-size", "-1"], "--batch-size -1: must be at least 1"),
+  (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
+  (["--seed", "-1"], "--seed -1: must be 0 or more"),
+  (["--augment.rotate-prob", "2"], "--augment.rotate-prob: augmentation probabilities"),
+  (["--config", "no-such-file.py"], "--config no-such-file.py: no such file"),
+])
+def test_bad_flag_is_one_line_and_exit_2(tmp_path, flags, expected):
+  result = cli(*flags, "--workdir", str(tmp_path / "run"))
   assert result.returncode == 2
   (line,) = result.stderr.strip().splitlines()  # the error alone, not argparse's usage
-  assert "invalid choice: 'alexnet'" in line and "densenet121" in line
+  assert expected in line
+  assert not (tmp_path / "run").exists()
+
+
+def test_workdir_that_is_a_file_is_refused(data, tmp_path):
+  (tmp_path / "run").write_text("a user's file")
+  result = cli("--data", str(data), "--workdir", str(tmp_path / "run"), *TINY, "--epochs", "1")
+  assert result.returncode == 2 and "a file, not a folder" in result.stderr.strip().splitlines()[-1]
+  assert (tmp_path / "run").read_text() == "a user's file"
+
+
+def test_evaluate_uses_the_recorded_split_from_any_directory(data, straight, tmp_path,
+                                                             monkeypatch, capsys):
+  """Images added to the data folder later never enter the run's test split; evaluate finds
+  the data from another directory; a changed file is named."""
+  import shutil
+
+  workdir, summary = straight
+  copy = tmp_path / "copy"
+  shutil.copytree(data, copy)
+  run = tmp_path / "run"
+  summary = run_train(copy, run, "--epochs", "1")
+  for part, suffix in (("images", "bmp"), ("masks", "png")):  # more data, after training
+    for index in range(3):
+      shutil.copy(copy / part / f"img_000.{suffix}", copy / part / f"zz_new_{index}.{suffix}")
+  monkeypatch.chdir(tmp_path.parent)
+  capsys.readouterr()
+  evaluate.main(["--workdir", str(run), "--json"])
+  assert json.loads(capsys.readouterr().out)["test"] == summary["test"]
+  test_names = [e["name"] for e in json.loads((run / "data.json").read_text())["splits"]["test"]]
+  (copy / "images" / f"{test_names[0]}.bmp").write_bytes(b"BM changed")
+  with pytest.raises(SystemExit):
+    evaluate.main(["--workdir", str(run)])
+  assert f"{test_names[0]}.bmp: changed since the run was trained" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_settings_and_names_them(straight, capsys):
+  workdir, _ = straight
+  for flags, named in ((["--batch-size", "4", "--no-augment"], "--augment.hflip-prob"),
+                       (["--preset", "quick"], "drop --preset")):
+    with pytest.raises(SystemExit):
+      train.main(["--workdir", str(workdir), "--resume", *flags])
+    assert named in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_without_a_checkpoint(data, tmp_path, monkeypatch, capsys):
+  import jax.numpy as jnp
+
+  from jaxseg import engine
+
+  monkeypatch.setattr(engine, "soft_jaccard_loss", lambda logits, masks: jnp.mean(logits) * jnp.nan)
+  with pytest.raises(SystemExit):
+    run_train(data, tmp_path / "run", "--epochs", "1", "--seed", "7")
+  assert "epoch 1, step 1: training loss is nan" in capsys.readouterr().err
+  assert not (tmp_path / "run").exists()
+
+
+def test_target_that_no_mask_holds_is_named(tmp_path, capsys):
+  import cv2
+
+  root = write_folder(tmp_path / "data", 6, size=64)
+  for mask in (root / "masks").iterdir():  # 0/1 masks: cells only, no nucleus class
+    cv2.imwrite(str(mask), (cv2.imread(str(mask), cv2.IMREAD_UNCHANGED) > 0).astype(np.uint8))
+  with pytest.raises(SystemExit):
+    run_train(root, tmp_path / "run", "--epochs", "1", "--target", "nuclei")
+  message = capsys.readouterr().err
+  assert "--target nuclei: no training mask holds it; their values are [0, 1]" in message
+  assert "use --target cytoplasm" in message

@@ -7,13 +7,15 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg import engine
-from jaxseg.models.backbones import ENCODER_NAMES
+from jaxseg import engine, evaluate
+from jaxseg.models import build_model
+from jaxseg.models.backbones import ENCODERS
 from jaxseg.run import RunFolder
+from jaxseg.trained import TrainedModel
 from jaxseg.weights import keras_layer_weights
-from jaxseg.weights.store import load_encoder_weights, save_weights
+from jaxseg.weights.store import save_weights
 from tests.helpers import train_summary, write_folder
-from tests.test_encoders import randomized_keras_model
+from tests.keras_reference import randomized_keras_model
 
 TINY = ["--image-size", "32", "--batch-size", "2", "--epochs", "1", "--loader", "plain",
         "--preset", "quick"]
@@ -28,7 +30,7 @@ def run_train(data, workdir, *flags):
   return train_summary(data, workdir, *TINY, *flags)
 
 
-@pytest.mark.parametrize("name", ENCODER_NAMES)
+@pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_trains(name, data, tmp_path):
   summary = run_train(data, tmp_path / "run", "--backbone", name, "--weights", "none")
   assert summary["backbone"] == name and summary["weights"].startswith("none")
@@ -59,9 +61,8 @@ def test_frozen_encoder_keeps_converted_weights(data, tmp_path):
 
   run = RunFolder(workdir)
   config, _ = run.read_config()
-  initial = engine.new_model(config)  # seeded by config.seed, as training's was
-  load_encoder_weights(initial.encoder, "mobilenet", str(weights_file), tmp_path)
-  _, before = engine.build(config, initial)
+  # Seeded by config.seed and loaded from config.weights, as training's was.
+  _, before = engine.build(config, build_model(config))
   after, _ = run.restore("best", before)
   run.close()
   for kind in ("params", "model_state"):  # weights; BatchNorm statistics
@@ -72,3 +73,27 @@ def test_frozen_encoder_keeps_converted_weights(data, tmp_path):
       np.testing.assert_array_equal(encoder_after[path], value, err_msg=f"{kind}{path}")
     assert any(not np.array_equal(decoder_after[path], value)
                for path, value in decoder_before.items()), f"the decoder's {kind} did not change"
+
+
+def test_evaluate_and_predict_equal_training_with_imagenet_rescale(data, tmp_path, capsys):
+  """EfficientNetB2 from a converted file marked ImageNet (Keras adds an input rescale with
+  those weights): evaluate scores and predict computes exactly what the trained model did."""
+  weights_file = tmp_path / "efficientnetb2.npz"
+  save_weights(weights_file, keras_layer_weights(randomized_keras_model("efficientnetb2")),
+               {"backbone": "efficientnetb2", "source": "random weights", "imagenet": True})
+  workdir = tmp_path / "run"
+  summary = run_train(data, workdir, "--backbone", "efficientnetb2", "--weights", str(weights_file))
+  evaluate.main(["--workdir", str(workdir), "--json"])
+  assert json.loads(capsys.readouterr().out)["test"] == summary["test"]
+
+  trained = TrainedModel(workdir)
+  config = trained.config
+  model, state = engine.build(config, build_model(config))  # as training built it
+  steps = engine.Steps(model, config.augment, config.batch_size)
+  run = RunFolder(workdir)
+  state, _ = run.restore("best", steps.place(state))
+  run.close()
+  scale = np.asarray(trained.network().encoder.input_scale[...])
+  np.testing.assert_allclose(scale, [1 / math.sqrt(s) for s in (0.229, 0.224, 0.225)], rtol=1e-6)
+  images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+  np.testing.assert_array_equal(trained.predict(images), steps.predict(state, images))

@@ -10,13 +10,15 @@ import numpy as np
 
 from jaxseg import engine
 from jaxseg.config import Config
+from jaxseg.models import build_model
 
 
 def main(out: str) -> None:
   # A small learning rate: Adam turns gradients that are zero up to rounding into steps of
   # +-lr, whichever way the rounding goes; the losses, compared too, carry no such noise.
-  config = Config(unet_filters=4, image_size=32, batch_size=8, seed=3, learning_rate=1e-5)
-  model, state = engine.build(config, engine.new_model(config))
+  config = Config(unet_filters=4, image_size=32, batch_size=8, seed=3, learning_rate=1e-5,
+                  weights="none")
+  model, state = engine.build(config, build_model(config))
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.place(state)
   rng = np.random.default_rng(0)

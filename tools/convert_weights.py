@@ -25,7 +25,7 @@ from flax import nnx
 
 from jaxseg.config import default_cache_dir
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
-from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
+from jaxseg.models.backbones import ENCODERS, create_encoder
 from jaxseg.weights.keras import (WeightsMismatchError, keras_application, keras_features,
                                   keras_layer_weights, load_layer_weights)
 from jaxseg.weights.store import imagenet_weights_path, save_weights
@@ -36,7 +36,7 @@ TOLERANCE = 1e-4  # largest feature difference, relative to the largest Keras fe
 
 def parse_args(argv):
   parser = ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--backbone", required=True, help=", ".join(ENCODER_NAMES))
+  parser.add_argument("--backbone", required=True, help=", ".join(ENCODERS))
   parser.add_argument("--keras-weights", type=Path, metavar="FILE",
                       help="Keras weights file (default: Keras downloads the ImageNet weights)")
   parser.add_argument("--not-imagenet", action="store_true",
@@ -45,8 +45,8 @@ def parse_args(argv):
   parser.add_argument("--out", type=Path,
                       help="converted file (default: the ImageNet weights in the jaxseg cache)")
   args = parser.parse_args(argv)
-  if args.backbone not in ENCODER_NAMES:
-    raise JaxsegError(f"--backbone {args.backbone!r}: choose from {', '.join(ENCODER_NAMES)}")
+  if args.backbone not in ENCODERS:
+    raise JaxsegError(f"--backbone {args.backbone!r}: choose from {', '.join(ENCODERS)}")
   if args.keras_weights is not None and not args.keras_weights.is_file():
     raise JaxsegError(f"--keras-weights {args.keras_weights}: file not found")
   if args.not_imagenet and (args.keras_weights is None or args.out is None):
@@ -96,11 +96,11 @@ def main(argv=None) -> None:
     load_layer_weights(encoder, weights)
   except WeightsMismatchError as error:
     raise JaxsegError(f"{source}: {error}") from None
-  if hasattr(encoder, "imagenet_rescale"):
+  if hasattr(encoder, "use_imagenet_rescale") and args.keras_weights is None:
     # Keras adds EfficientNet's extra ImageNet rescaling for weights="imagenet" only, not for
     # a file of the same weights: mirror the model that was built. Training turns it on
     # from the file's "imagenet" entry.
-    encoder.imagenet_rescale = args.keras_weights is None
+    encoder.use_imagenet_rescale()
   difference = largest_difference(encoder, model, args.backbone)
   if not difference <= TOLERANCE:
     raise JaxsegError(f"{args.backbone}: the port with these weights differs from Keras by "

@@ -18,8 +18,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxseg.models import create_model
-from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
+from jaxseg.config import Config
+from jaxseg.models import build_model
+from jaxseg.models.backbones import ENCODERS, create_encoder
 from jaxseg.weights import keras_application
 
 
@@ -43,15 +44,15 @@ def main() -> None:
   print("| backbone | Keras encoder (include_top=False) | port encoder | U-Net total "
         "| U-Net trainable |")
   print("|---|---:|---:|---:|---:|")
-  unet_total, unet_trainable = counts(lambda: create_model("unet", rngs=nnx.Rngs(0)))
+  unet_total, unet_trainable = counts(lambda: build_model(Config(backbone="unet")))
   print(f"| unet (filters 64) | - | - | {unet_total:,} | {unet_trainable:,} |")
   differing = []
-  for name in ENCODER_NAMES:
+  for name in ENCODERS:
     port, _ = counts(lambda: create_encoder(name, rngs=nnx.Rngs(0)))
     reference = keras_count(name)
     if port != reference:
       differing.append(name)
-    total, trainable = counts(lambda: create_model(name, rngs=nnx.Rngs(0)))
+    total, trainable = counts(lambda: build_model(Config(backbone=name, weights="none")))
     print(f"| {name} | {reference:,} | {port:,} | {total:,} | {trainable:,} |", flush=True)
   if differing:
     raise SystemExit(f"the port's count differs from Keras's for {', '.join(differing)}")

@@ -1,4 +1,4 @@
-"""Folder data sets (DESIGN.md's format) and their train / validation / test split.
+"""Folder data sets (README's format) and their train / validation / test split.
 
 ```
 DATA/images/<name>.{bmp,png,jpg,tif}   DATA/masks/<name>.png

@@ -1,12 +1,14 @@
 """Input pipeline: file list, decode, resize, cache, shuffle, batch, prefetch.
 
 One decoding function (`decode_example`, OpenCV) serves two loaders: tf.data where
-TensorFlow is installed (parallel decoding, cache, shuffle, prefetch), and a plain
-iterator with a thread pool where it is not (a GPU machine without TensorFlow still
-trains). Both hand NumPy batches to JAX: images uint8 (B, S, S, 3), masks uint8 0/1.
+TensorFlow is installed (parallel decoding, batching, prefetch), and a plain iterator with a
+thread pool where it is not (a GPU machine without TensorFlow still trains). Both hand NumPy
+batches to JAX: images uint8 (B, S, S, 3), masks uint8 0/1.
 
-Every file is decoded once, up front (`Loader.warm`), which fills the cache and finds a
-bad file before any training starts; epochs then shuffle the cached arrays.
+Every file is decoded once, up front (`Loader.warm`), into arrays held in memory; this finds
+a bad file before any training starts. Each epoch's order is one seeded permutation
+(`Loader.order`) that both loaders follow, so a run sees the same batches with or without
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class Loader:
     self.seed = seed
     self._decode_args = dict(image_size=image_size, target=target, enhancement=enhancement)
     self._cached = None
+    self._tf_arrays = None
 
   def __len__(self) -> int:
     return len(self.examples)
@@ -95,21 +98,40 @@ class Loader:
     return full if drop_remainder or not rest else full + 1
 
   def warm(self, description: str = "decoding") -> None:
-    """Decode every example once, filling the cache; raises `DataError` naming a bad file."""
+    """Decode every example once into memory; raises `DataError` naming a bad file."""
     if self._cached is not None:
       return
     with tqdm(total=len(self.examples), desc=description, unit="img", leave=False) as bar:
-      self._cached = self._warm_tf(bar) if self.kind == "tf" else self._warm_plain(bar)
+      pairs = self._decode_tf(bar) if self.kind == "tf" else self._decode_plain(bar)
+    self._cached = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+  @property
+  def masks(self) -> np.ndarray:
+    """Every example's target mask (0/1), in the examples' order."""
+    self.warm()
+    return self._cached[1]
+
+  def order(self, index: int, shuffle: bool) -> np.ndarray:
+    """The examples' order in epoch ``index``: a permutation seeded by (seed, index)."""
+    order = np.arange(len(self.examples))
+    if shuffle:
+      order = np.random.default_rng(_epoch_seed(self.seed, index)).permutation(order)
+    return order
 
   def epoch(self, index: int = 0, *, shuffle: bool, drop_remainder: bool) -> Iterator[Batch]:
     self.warm()
+    order = self.order(index, shuffle)[:self.steps(drop_remainder=drop_remainder) *
+                                       self.batch_size]
+    batches = [order[start:start + self.batch_size]
+               for start in range(0, len(order), self.batch_size)]
     if self.kind == "tf":
-      return self._epoch_tf(index, shuffle, drop_remainder)
-    return self._epoch_plain(index, shuffle, drop_remainder)
+      return self._epoch_tf(batches)
+    images, masks = self._cached
+    return ((images[chosen], masks[chosen]) for chosen in batches)
 
   # tf.data: decoding runs in TensorFlow's thread pool; errors come back as values, so the
   # message naming the file reaches the user as it was written.
-  def _warm_tf(self, bar):
+  def _decode_tf(self, bar):
     tf = import_tensorflow()
 
     def decode(index):
@@ -122,31 +144,32 @@ class Loader:
                 str(error).encode())
 
     def decode_tf(index):
-      image, mask, error = tf.numpy_function(decode, [index], [tf.uint8, tf.uint8, tf.string])
-      size = self._decode_args["image_size"]
-      return tf.ensure_shape(image, (size, size, 3)), tf.ensure_shape(mask, (size, size)), error
+      return tf.numpy_function(decode, [index], [tf.uint8, tf.uint8, tf.string])
 
-    cached = (
-      tf.data.Dataset.range(len(self.examples))
-      .map(decode_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-      .cache()
-    )
-    for _, _, error in cached.as_numpy_iterator():  # one ordered pass fills the cache
+    decoded = (tf.data.Dataset.range(len(self.examples))
+               .map(decode_tf, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    pairs = []
+    for image, mask, error in decoded.as_numpy_iterator():
       if error:
         raise DataError(error.decode())
+      pairs.append((image, mask))
       bar.update()
-    return cached.map(lambda image, mask, error: (image, mask))
+    return pairs
 
-  def _epoch_tf(self, index, shuffle, drop_remainder):
+  def _epoch_tf(self, batches: list[np.ndarray]):
+    # tf.data gathers each batch of the given order from the arrays and prefetches the next.
     import tensorflow as tf
 
-    dataset = self._cached
-    if shuffle:
-      dataset = dataset.shuffle(len(self.examples), seed=_epoch_seed(self.seed, index))
-    dataset = dataset.batch(self.batch_size, drop_remainder=drop_remainder)
-    return dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+    if self._tf_arrays is None:
+      self._tf_arrays = tuple(tf.constant(array) for array in self._cached)
+    images, masks = self._tf_arrays
+    indices = tf.ragged.constant([b.tolist() for b in batches], dtype=tf.int64)
+    dataset = (tf.data.Dataset.from_tensor_slices(indices)
+               .map(lambda chosen: (tf.gather(images, chosen), tf.gather(masks, chosen)))
+               .prefetch(tf.data.AUTOTUNE))
+    return dataset.as_numpy_iterator()
 
-  def _warm_plain(self, bar):
+  def _decode_plain(self, bar):
     def decode(example):
       decoded = decode_example(example, **self._decode_args)
       bar.update()
@@ -154,18 +177,7 @@ class Loader:
 
     # OpenCV releases the GIL while it decodes and resizes, so threads decode in parallel.
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-      pairs = list(pool.map(decode, self.examples))
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-
-  def _epoch_plain(self, index, shuffle, drop_remainder):
-    images, masks = self._cached
-    order = np.arange(len(images))
-    if shuffle:
-      order = np.random.default_rng(_epoch_seed(self.seed, index)).permutation(order)
-    for start in range(0, self.steps(drop_remainder=drop_remainder) * self.batch_size,
-                       self.batch_size):
-      chosen = order[start:start + self.batch_size]
-      yield images[chosen], masks[chosen]
+      return list(pool.map(decode, self.examples))
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

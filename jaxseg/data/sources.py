@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jaxseg.config import Config
-from jaxseg.data import synthetic
+from jaxseg.data import record, synthetic
 from jaxseg.data.folder import Splits, split_dataset
 
 TFDS_PREFIX = "tfds:"
@@ -14,17 +14,19 @@ TFDS_PREFIX = "tfds:"
 def dataset_root(config: Config) -> Path:
   """The folder-format data set of ``config.data``, writing the synthetic one on first use."""
   if config.data == "synthetic":
-    root = synthetic.default_root(Path(config.cache_dir), config.num_images,
+    root = synthetic.default_root(config.cache_path, config.num_images,
                                   config.synthetic_seed, config.synthetic_size)
     return synthetic.write_synthetic(root, config.num_images, seed=config.synthetic_seed,
                                      size=config.synthetic_size)
-  return Path(config.data).expanduser()
+  return Path(config.data).expanduser().absolute()
 
 
 def data_splits(config: Config) -> tuple[str, Splits]:
   """(where the data is, its train / validation / test examples) for ``config.data``."""
   if config.data.startswith(TFDS_PREFIX):
-    from jaxseg.data.tfds_builder import tfds_splits  # TensorFlow Datasets only where asked
+    from jaxseg.data.tfds_builder import (
+      tfds_splits,  # TensorFlow Datasets only where asked
+    )
 
     splits = tfds_splits(config.data.removeprefix(TFDS_PREFIX), config.tfds_dir,
                          val_fraction=config.val_fraction, seed=config.seed)
@@ -32,3 +34,10 @@ def data_splits(config: Config) -> tuple[str, Splits]:
   root = dataset_root(config)
   return str(root), split_dataset(root, test_fraction=config.test_fraction,
                                   val_fraction=config.val_fraction, seed=config.seed)
+
+
+def recorded_splits(saved: dict, config: Config) -> Splits:
+  """The split a run recorded (`jaxseg.data.record`), every file checked; TFDS records are
+  read again from their data set."""
+  in_memory = saved["source"].startswith(TFDS_PREFIX)
+  return record.recorded_splits(saved, data_splits(config)[1] if in_memory else None)

@@ -1,6 +1,6 @@
 """TensorFlow Datasets builder `cervical_cytology`: a folder-format data set as TFRecords.
 
-Prepare the records once from a folder (DESIGN.md's format), then train from them:
+Prepare the records once from a folder (README's format), then train from them:
 
   python -m jaxseg.data.tfds_builder FOLDER --tfds-dir DIR
   python -m jaxseg.train --data tfds:cervical_cytology --tfds-dir DIR

@@ -1,44 +1,50 @@
-"""Models by name: ``unet`` (the paper's plain U-Net) or a U-Net on a ported encoder."""
+"""Models by name, and the one factory that builds them: `build_model(config)`.
+
+``unet`` is the paper's plain U-Net; every other name is a U-Net decoder on a ported Keras
+encoder of `jaxseg.models.backbones` (their family, one name each).
+"""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 
-from jaxseg.models.backbones import ENCODER_NAMES, create_encoder, encoder_class
-from jaxseg.models.unet import DECODER_FILTERS, PaperEncoder, UNet
+from jaxseg.config import Config
+from jaxseg.models.backbones import ENCODERS, create_encoder, encoder_class
+from jaxseg.models.unet import DECODER_FILTERS, DECODERS, PaperEncoder, UNet
 
-BACKBONES = ("unet", *ENCODER_NAMES)
-# Decoder shapes: the paper's (transposed convs, as its Figure 3 draws) and
-# segmentation_models' (nearest upsampling), both 256-128-64-32-16 wide on an encoder.
-DECODERS = {"paper": "transpose", "smp": "nearest"}
+MODELS = ("unet", *ENCODERS)
 
 
-def create_model(
-  backbone: str,
-  *,
-  unet_filters: int = 64,
-  decoder: str = "paper",
-  dropout: float = 0.1,
-  batchnorm_momentum: float = 0.99,
-  dtype=jnp.float32,
-  rngs: nnx.Rngs,
-) -> UNet:
-  """A U-Net for ``backbone`` with one output channel (logits of the binary target)."""
-  if decoder not in DECODERS:
-    raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
-  if backbone == "unet":
-    encoder = PaperEncoder(base_filters=unet_filters, dropout=dropout, dtype=dtype, rngs=rngs)
+def build_model(config: Config, *, load_weights: bool = True) -> UNet:
+  """The network of ``config``, initialised from ``config.seed``; with ``load_weights``, the
+  encoder weights that ``config.weights`` names are loaded into it.
+
+  Everything that shapes the network comes from ``config``, so the config a run folder saves
+  rebuilds the network it trained; evaluation and prediction then restore the checkpoint's
+  variables into it (``load_weights=False``).
+  """
+  rngs = nnx.Rngs(params=config.seed)
+  dtype = config.compute_dtype
+  if config.backbone == "unet":
+    encoder = PaperEncoder(base_filters=config.unet_filters, dropout=config.dropout, dtype=dtype,
+                           rngs=rngs)
     filters = encoder.feature_channels[-2::-1]
   else:
-    encoder = create_encoder(backbone, dtype=dtype, rngs=rngs)
+    encoder = create_encoder(config.backbone, dtype=dtype, rngs=rngs)
     filters = DECODER_FILTERS
-  model = UNet(encoder, decoder_filters=filters, upsampling=DECODERS[decoder], dropout=dropout,
+  model = UNet(encoder, decoder_filters=filters, decoder=config.decoder, dropout=config.dropout,
                dtype=dtype, rngs=rngs)
   for _, module in nnx.iter_modules(model):
     if isinstance(module, nnx.BatchNorm):
-      module.momentum = batchnorm_momentum
+      module.momentum = config.batchnorm_momentum
+  if load_weights and config.backbone != "unet":
+    from jaxseg.weights.store import (
+      load_encoder_weights,  # the weights import the ports
+    )
+
+    load_encoder_weights(model.encoder, config)
   return model
 
 
-__all__ = ["BACKBONES", "DECODERS", "create_encoder", "create_model", "encoder_class", "UNet"]
+__all__ = ["DECODERS", "ENCODERS", "MODELS", "UNet", "build_model", "create_encoder",
+           "encoder_class"]

@@ -18,8 +18,11 @@ from flax import nnx
 
 from jaxseg.models import layers
 
-# segmentation_models' decoder widths; `--decoder smp` also switches to nearest upsampling.
+# segmentation_models' decoder widths, of both decoders on an encoder.
 DECODER_FILTERS = (256, 128, 64, 32, 16)
+# How each decoder block doubles the resolution: the paper's 2x2 transposed conv (its Figure 3),
+# or segmentation_models' nearest upsampling.
+DECODERS = ("paper", "smp")
 PRIOR = 0.1  # initial probability of the target at every pixel
 
 
@@ -65,19 +68,20 @@ class PaperEncoder(nnx.Module):
 
 
 class DecoderBlock(nnx.Module):
-  """Upsample by 2 (2x2 transposed conv or nearest), concatenate the skip, double conv."""
+  """Upsample by 2 (``paper``: 2x2 transposed conv; ``smp``: nearest), concatenate the skip,
+  double conv."""
 
-  def __init__(self, in_features: int, skip_features: int, features: int, *, upsampling: str,
+  def __init__(self, in_features: int, skip_features: int, features: int, *, decoder: str,
                dropout: float, dtype, rngs: nnx.Rngs):
-    if upsampling == "transpose":
+    if decoder == "paper":
       self.up = nnx.ConvTranspose(in_features, features, (2, 2), strides=(2, 2), dtype=dtype,
                                   param_dtype=jnp.float32, rngs=rngs)
       up_features = features
-    elif upsampling == "nearest":
+    elif decoder == "smp":
       self.up = None
       up_features = in_features
     else:
-      raise ValueError(f"unknown upsampling {upsampling!r}; choose transpose or nearest")
+      raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
     self.conv = DoubleConv(up_features + skip_features, features, dropout=dropout, dtype=dtype,
                            rngs=rngs)
 
@@ -100,7 +104,7 @@ class UNet(nnx.Module):
   logits cropped back.
   """
 
-  def __init__(self, encoder: nnx.Module, *, decoder_filters: Sequence[int], upsampling: str,
+  def __init__(self, encoder: nnx.Module, *, decoder_filters: Sequence[int], decoder: str,
                dropout: float, out_channels: int = 1, dtype=jnp.float32, rngs: nnx.Rngs):
     self.encoder = encoder
     strides = encoder.feature_strides
@@ -118,7 +122,7 @@ class UNet(nnx.Module):
     for features in decoder_filters[: _num_upsamplings(stride)]:
       stride //= 2
       blocks.append(DecoderBlock(x_features, skip_channels.get(stride, 0), features,
-                                 upsampling=upsampling, dropout=dropout, dtype=dtype, rngs=rngs))
+                                 decoder=decoder, dropout=dropout, dtype=dtype, rngs=rngs))
       x_features = features
     if stride != 1:
       raise ValueError(f"{len(decoder_filters)} decoder widths cannot undo stride {strides[-1]}")

@@ -47,32 +47,53 @@ def read_weights(path: Path) -> tuple[dict, dict]:
   return weights, meta
 
 
-def load_encoder_weights(encoder, backbone: str, spec: str, cache_dir: Path) -> str:
-  """Load ``spec`` (imagenet, none or a file) into ``encoder``; returns what was used."""
-  if spec == "none":
-    return "none (random initialisation)"
-  if spec == "imagenet":
-    path = imagenet_weights_path(cache_dir, backbone)
-    if not path.exists():
+def weights_file(config) -> Path | None:
+  """The converted file that ``config.weights`` names, or None for random initialisation
+  (``none``, or ``imagenet`` before its weights have been converted into the cache)."""
+  if config.weights == "none" or config.backbone == "unet":
+    return None
+  if config.weights == "imagenet":
+    path = imagenet_weights_path(config.cache_path, config.backbone)
+    return path if path.exists() else None
+  path = Path(config.weights).expanduser()
+  if not path.is_file():
+    raise JaxsegError(f"--weights {config.weights}: file not found")
+  return path
+
+
+def describe_weights(config) -> str:
+  """What `load_encoder_weights` loads for ``config``, in words, for config.json and summaries."""
+  if config.backbone == "unet":
+    return "none (the plain U-Net has no pretrained encoder)"
+  path = weights_file(config)
+  if path is not None:
+    return f"{read_weights(path)[1].get('source', 'converted')} ({path})"
+  if config.weights == "imagenet":
+    return "none (ImageNet weights not found, random initialisation)"
+  return "none (random initialisation)"
+
+
+def load_encoder_weights(encoder, config) -> None:
+  """Load the weights that ``config.weights`` names into ``encoder``; warn where ImageNet
+  weights are asked for but have not been converted."""
+  path = weights_file(config)
+  if path is None:
+    if config.weights == "imagenet":
       warnings.warn(
-        f"no converted ImageNet weights for {backbone} at {path}; training from random "
+        f"no converted ImageNet weights for {config.backbone} at "
+        f"{imagenet_weights_path(config.cache_path, config.backbone)}; training from random "
         f"initialisation. To get them, on a machine with network access run: "
-        f"python tools/convert_weights.py --backbone {backbone} --out {path}",
+        f"python tools/convert_weights.py --backbone {config.backbone}",
         stacklevel=2,
       )
-      return "none (ImageNet weights not found, random initialisation)"
-  else:
-    path = Path(spec).expanduser()
-    if not path.exists():
-      raise JaxsegError(f"--weights {spec}: file not found")
+    return
   weights, meta = read_weights(path)
-  if meta.get("backbone", backbone) != backbone:
-    raise JaxsegError(f"{path}: weights of {meta['backbone']}, not {backbone}")
+  if meta.get("backbone", config.backbone) != config.backbone:
+    raise JaxsegError(f"{path}: weights of {meta['backbone']}, not {config.backbone}")
   try:
     load_layer_weights(encoder, weights)
   except WeightsMismatchError as error:
     raise JaxsegError(f"{path}: {error}") from None
-  if meta.get("imagenet") and hasattr(encoder, "imagenet_rescale"):
+  if meta.get("imagenet") and hasattr(encoder, "use_imagenet_rescale"):
     # Keras EfficientNet divides by sqrt(ImageNet std) once more when it loads these weights.
-    encoder.imagenet_rescale = True
-  return f"{meta.get('source', 'converted')} ({path})"
+    encoder.use_imagenet_rescale()

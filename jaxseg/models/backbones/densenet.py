@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models import layers
-from jaxseg.models.backbones import register
+from jaxseg.models.backbones.base import KerasEncoder
 
 # Conv blocks in each of the four dense blocks; Keras's DenseNet169 and 201 differ only here.
 DENSE_BLOCKS = {121: (6, 12, 24, 16)}
@@ -78,7 +78,7 @@ class Transition(nnx.Module):
     return self.conv(nnx.relu(self.bn(x)))
 
 
-class DenseNet(nnx.Module):
+class DenseNet(KerasEncoder):
   """Keras's DenseNet without its top; returns the stem ReLU, the transition convs before
   their pools (strides 4, 8, 16) and the final ReLU (stride 32)."""
 
@@ -124,12 +124,10 @@ class DenseNet(nnx.Module):
     return features
 
 
-@register("densenet121")
 class DenseNet121(DenseNet):
   keras_application = "DenseNet121"
   keras_feature_layers = ("conv1_relu", "pool2_conv", "pool3_conv", "pool4_conv", "relu")
   feature_channels = (64, 128, 256, 512, 1024)
-  needs_center = False
 
   def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs):
     super().__init__(DENSE_BLOCKS[121], dtype=dtype, rngs=rngs)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models import layers
-from jaxseg.models.backbones import register
+from jaxseg.models.backbones.base import KerasEncoder
 
 # Keras's DEFAULT_BLOCKS_ARGS, one entry per stage before width and depth scaling, less the
 # keys every stage shares: id_skip=True and se_ratio=0.25.
@@ -106,12 +106,13 @@ class Block(nnx.Module):
     return x, expanded
 
 
-class EfficientNet(nnx.Module):
+class EfficientNet(KerasEncoder):
   """Keras's ``EfficientNet`` without its top, scaled by the subclass's coefficients.
 
-  ``imagenet_rescale`` adds the extra per-channel Rescaling by 1/sqrt(ImageNet std) that
-  Keras inserts after Normalization when it loads ImageNet weights; set it whenever the
-  weights come from ``weights="imagenet"``, leave it off for weights from ``weights=None``.
+  ``input_scale`` multiplies the normalised input per channel: 1 as Keras builds the model
+  for ``weights=None``, 1/sqrt(ImageNet std) (`use_imagenet_rescale`) as Keras inserts it
+  after Normalization when it loads ImageNet weights. A variable, not a graph switch, so a
+  checkpoint carries it and every model restored from one computes what was trained.
   """
 
   width_coefficient: float
@@ -121,7 +122,6 @@ class EfficientNet(nnx.Module):
   def __init__(
     self,
     *,
-    imagenet_rescale: bool = False,
     drop_connect_rate: float = 0.2,
     depth_divisor: int = 8,
     dtype=jnp.float32,
@@ -139,7 +139,7 @@ class EfficientNet(nnx.Module):
       return int(math.ceil(self.depth_coefficient * repeats))
 
     common = dict(dtype=dtype, rngs=rngs)
-    self.imagenet_rescale = imagenet_rescale
+    self.input_scale = layers.Constant(jnp.ones((3,), jnp.float32))
     self.normalization = layers.Normalization(3, keras_name="normalization")
     stem_filters = round_filters(32)
     self.stem_conv = layers.conv(
@@ -183,12 +183,15 @@ class EfficientNet(nnx.Module):
     )
     self.top_bn = layers.batch_norm(top_filters, keras_name="top_bn", **common)
 
+  def use_imagenet_rescale(self) -> None:
+    self.input_scale[...] = jnp.asarray([1 / math.sqrt(std) for std in IMAGENET_STDDEV_RGB],
+                                        jnp.float32)
+
   def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> list[jax.Array]:
     """Five feature maps (strides 2..32) of raw RGB pixels, float 0..255, NHWC."""
     # Keras's Rescaling multiplies by the float32 1/255 (a division rounds differently).
     x = self.normalization(jnp.asarray(x, jnp.float32) * (1.0 / 255.0))
-    if self.imagenet_rescale:
-      x = x * jnp.asarray([1 / math.sqrt(std) for std in IMAGENET_STDDEV_RGB], jnp.float32)
+    x = x * self.input_scale[...]
     x = layers.zero_pad(x, correct_pad(x, 3))
     x = nnx.swish(self.stem_bn(self.stem_conv(x)))
     features = []
@@ -200,7 +203,6 @@ class EfficientNet(nnx.Module):
     return features
 
 
-@register("efficientnetb2")
 class EfficientNetB2(EfficientNet):
   keras_application = "EfficientNetB2"
   keras_feature_layers = (
@@ -211,6 +213,5 @@ class EfficientNetB2(EfficientNet):
     "top_activation",
   )
   feature_channels = (96, 144, 288, 720, 1408)
-  needs_center = False
   width_coefficient = 1.1
   depth_coefficient = 1.2

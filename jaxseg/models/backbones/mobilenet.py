@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models import layers
-from jaxseg.models.backbones import register
+from jaxseg.models.backbones.base import KerasEncoder
 
 # (pointwise filters, stride) of `_depthwise_conv_block` 1 to 13.
 BLOCKS = (
@@ -58,14 +58,12 @@ class DepthwiseConvBlock(nnx.Module):
     return nnx.relu6(self.conv_pw_bn(self.conv_pw(x)))
 
 
-@register("mobilenet")
-class MobileNet(nnx.Module):
+class MobileNet(KerasEncoder):
   """MobileNet v1 (alpha 1.0, depth multiplier 1) without its classifier."""
 
   keras_application = "MobileNet"
   keras_feature_layers = tuple(f"conv_pw_{block}_relu" for block in FEATURE_BLOCKS)
   feature_channels = tuple(BLOCKS[block - 1][0] for block in FEATURE_BLOCKS)
-  needs_center = False
 
   def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs):
     # Keras's `_conv_block`: a stride-2 3x3 conv with TensorFlow SAME padding, BN, ReLU6.

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models import layers
-from jaxseg.models.backbones import register
+from jaxseg.models.backbones.base import KerasEncoder
 
 EPSILON = 1.001e-5
 # Caffe preprocessing: BGR channel means of ImageNet, on 0..255 pixels.
@@ -82,8 +82,7 @@ def stack(in_features, filters, blocks, *, stride, name, dtype, rngs) -> nnx.Lis
   return nnx.List([first, *rest])
 
 
-@register("resnet50")
-class ResNet50(nnx.Module):
+class ResNet50(KerasEncoder):
   """ResNet50 v1 with Keras's caffe preprocessing; features after conv1 and each stack."""
 
   keras_application = "ResNet50"
@@ -95,7 +94,6 @@ class ResNet50(nnx.Module):
     "conv5_block3_out",
   )
   feature_channels = (64, 256, 512, 1024, 2048)
-  needs_center = False
 
   def __init__(self, *, dtype=jnp.float32, rngs: nnx.Rngs):
     self.conv1 = layers.conv(

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models import layers
-from jaxseg.models.backbones import register
+from jaxseg.models.backbones.base import KerasEncoder
 
 # Keras's `caffe` preprocessing: BGR channel order, ImageNet mean subtracted, no scaling.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -21,8 +21,7 @@ def caffe_preprocess(x: jax.Array) -> jax.Array:
   return x - jnp.asarray(CAFFE_BGR_MEAN, jnp.float32)
 
 
-@register("vgg19")
-class VGG19(nnx.Module):
+class VGG19(KerasEncoder):
   """VGG19 without its classifier; features are the last conv of blocks 2-5 and block5_pool."""
 
   keras_application = "VGG19"

@@ -27,15 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import engine
-from jaxseg.config import Config
+from jaxseg.bench.peers import PEERS, PeerUnavailable, load_peer
+from jaxseg.bench.timing import Timing, measure_jitted, steps_per_second
+from jaxseg.config import COMPUTE_DTYPES, Config
 from jaxseg.data.augment import Augment
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
-from jaxseg.models import BACKBONES, DECODERS
-from jaxseg.peers import PEERS, PeerUnavailable, load_peer
-from jaxseg.timing import Timing, measure_jitted, steps_per_second
+from jaxseg.models import DECODERS, MODELS, build_model
 
 NO_AUGMENT = Augment(rotate_prob=0.0, hflip_prob=0.0, vflip_prob=0.0, scale_prob=0.0)
-PRECISIONS = tuple(engine.COMPUTE_DTYPES)
+PRECISIONS = tuple(COMPUTE_DTYPES)
 
 
 def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +48,7 @@ def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.nd
 
 def measure_jaxseg(config: Config, images: np.ndarray, masks: np.ndarray, timing: Timing) -> dict:
   """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them."""
-  model, state = engine.build(config, engine.new_model(config))
+  model, state = engine.build(config, build_model(config))
   steps = engine.Steps(model, config.augment, config.batch_size)
   images, masks = steps.batch(images, masks)
   key = jax.random.key(config.seed)
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace, timing: Timing) -> dict:
   print(f"jaxseg.bench: {jax.device_count()} x {jax.devices()[0].device_kind}; "
         f"bf16 matmul {matmul_size}^3: {peak:.3g} TFLOP/s; augmentation off", flush=True)
   base = Config(unet_filters=args.unet_filters, decoder=args.decoder, image_size=args.image_size,
-                augment=NO_AUGMENT)
+                augment=NO_AUGMENT, weights="none")
   result = {
     "command": "python -m jaxseg.bench " + " ".join(args.argv),
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -244,12 +244,12 @@ def _positive_ints(text: str) -> list[int]:
 def parse_args(argv=None) -> argparse.Namespace:
   parser = ArgumentParser(prog="python -m jaxseg.bench", description=__doc__,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--backbone", type=_names(BACKBONES), default="all",
+  parser.add_argument("--backbone", type=_names(MODELS), default="all",
                       help="all, or names separated by commas")
   parser.add_argument("--batch-size", type=_positive_ints, default="18,64")
   parser.add_argument("--precision", type=_names(PRECISIONS), default="fp32,bf16")
   parser.add_argument("--image-size", type=int, default=224)
-  parser.add_argument("--decoder", choices=tuple(DECODERS), default="paper",
+  parser.add_argument("--decoder", choices=DECODERS, default="paper",
                       help="smp: the decoder in segmentation_models' shape, the peers' work")
   parser.add_argument("--unet-filters", type=int, default=64, help="plain U-Net's first width")
   parser.add_argument("--steps", type=int, default=Timing.steps, help="steps per timed run")

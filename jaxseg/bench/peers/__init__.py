@@ -1,7 +1,7 @@
 """Peer programs that `jaxseg.bench` times on the same shapes, each where its library is installed.
 
 A peer module has ``supports(backbone)``, ``measure(backbone, images, masks, *, precision,
-timing)`` returning the fields of `jaxseg.timing.measure_jitted` it can measure (None for
+timing)`` returning the fields of `jaxseg.bench.timing.measure_jitted` it can measure (None for
 the others), and ``versions()``.
 """
 
@@ -11,8 +11,8 @@ import importlib
 from types import ModuleType
 
 PEERS = {
-  "smp": "jaxseg.peers.smp_unet",      # segmentation_models_pytorch, PyTorch eager
-  "keras": "jaxseg.peers.keras_unet",  # Keras 3 on the JAX backend
+  "smp": "jaxseg.bench.peers.smp_unet",      # segmentation_models_pytorch, PyTorch eager
+  "keras": "jaxseg.bench.peers.keras_unet",  # Keras 3 on the JAX backend
 }
 
 

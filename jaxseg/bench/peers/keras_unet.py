@@ -9,7 +9,7 @@ Training follows Keras's guide to a JAX training loop: ``model.stateless_call`` 
 ``jax.value_and_grad`` and ``optimizer.stateless_apply`` (Adam), under one ``jax.jit`` that
 donates the variables; inference is a jitted stateless call. ``model.fit`` or
 ``train_on_batch`` would add a host round trip per step to fetch the logs, which this avoids,
-and both steps go through the same `jaxseg.timing.measure_jitted` as jaxseg's own.
+and both steps go through the same `jaxseg.bench.timing.measure_jitted` as jaxseg's own.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxseg.models.backbones import ENCODER_NAMES, encoder_class  # noqa: E402
+from jaxseg.bench.timing import Timing, measure_jitted  # noqa: E402
+from jaxseg.models.backbones import ENCODERS, encoder_class  # noqa: E402
 from jaxseg.models.unet import DECODER_FILTERS  # noqa: E402
-from jaxseg.timing import Timing, measure_jitted  # noqa: E402
 from jaxseg.weights import keras_application  # noqa: E402
 
 if keras.backend.backend() != "jax":
@@ -36,7 +36,7 @@ POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
 def supports(backbone: str) -> bool:
-  return backbone in ENCODER_NAMES
+  return backbone in ENCODERS
 
 
 def versions() -> dict:

@@ -1,6 +1,6 @@
 """Measuring steps: steady-state throughput, compile times, XLA's FLOPs and device memory.
 
-Shared by `jaxseg.bench` and its peers (`jaxseg.peers`), so that every program is timed the
+Shared by `jaxseg.bench` and its peers (`jaxseg.bench.peers`), so that every program is timed the
 same way: ``warmup`` steps, then the median of ``repeats`` runs of ``steps`` steps, each run
 ended by waiting for its last result.
 """

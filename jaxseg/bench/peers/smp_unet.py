@@ -1,6 +1,6 @@
 """The PyTorch peer: segmentation_models_pytorch's ``Unet`` on the same encoder, eager mode.
 
-Set up as DESIGN.md's peer numbers were: random initialisation, one output class, bf16
+Set up as its users train it: random initialisation, one output class, bf16
 autocast for ``bf16`` (fp32 otherwise), channels_last, ``cudnn.benchmark``, Adam and smp's
 binary Jaccard loss. Runs on the GPU where torch sees one, else on the CPU. FLOPs are those
 torch's FlopCounterMode counts (matmuls and convolutions) on one forward, and on one forward
@@ -15,7 +15,7 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from jaxseg.timing import Timing, steps_per_second, timed
+from jaxseg.bench.timing import Timing, steps_per_second, timed
 
 # smp's encoder of each jaxseg backbone; the plain U-Net has none.
 ENCODERS = {

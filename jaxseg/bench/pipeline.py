@@ -1,6 +1,6 @@
 """Input pipeline benchmark: images/s from image files (1130x1130 BMP) to 224x224 batches.
 
-  python -m jaxseg.bench_pipeline --data synthetic --num-images 100 --json FILE
+  python -m jaxseg.bench.pipeline --data synthetic --num-images 100 --json FILE
 
 Times, over the same files in one run: a plain single-threaded OpenCV loop (cv2.imread, then
 cv2.resize: area averaging for the image, nearest neighbour for the mask), and the tf.data and
@@ -40,7 +40,7 @@ WARM_UP = "a 2-image Loader of each kind ran first: process start-up is not time
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = ArgumentParser(prog="python -m jaxseg.bench_pipeline", description=__doc__,
+  parser = ArgumentParser(prog="python -m jaxseg.bench.pipeline", description=__doc__,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--data", required=True, help="'synthetic' or a folder: DATA/images, masks")
   parser.add_argument("--num-images", type=int,
@@ -230,7 +230,7 @@ def print_report(report: dict) -> None:
 @cli
 def main(argv=None) -> None:
   args = parse_args(argv)
-  command = shlex.join(["python", "-m", "jaxseg.bench_pipeline",
+  command = shlex.join(["python", "-m", "jaxseg.bench.pipeline",
                         *(sys.argv[1:] if argv is None else argv)])
   if args.opencv_threads is not None:
     cv2.setNumThreads(args.opencv_threads)

@@ -1,0 +1,3 @@
+from jaxseg.bench.steps import main
+
+main()

@@ -1,0 +1,91 @@
+"""Command-line flags generated from `Config`: one flag per field, nested ones dotted.
+
+``--batch-size 8`` sets ``batch_size``; ``--augment.rotate-prob 0`` sets a field of the
+nested ``augment`` settings. A flag left out keeps the value of the preset or ``--config``
+file underneath, so `overrides` returns only the flags that were given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import types
+import typing
+from pathlib import Path
+
+from jaxseg.config import Config
+from jaxseg.errors import JaxsegError
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+  """One flag per `Config` field (and per field of its nested settings), default None."""
+  group = parser.add_argument_group("settings (override the preset or --config file)")
+  for name, kind, field in _leaf_fields(Config):
+    flag = "--" + name.replace("_", "-")
+    options = dict(dest=name, default=None, help=field.metadata.get("help", ""))
+    if kind is bool:
+      options["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) is tuple:
+      options.update(type=typing.get_args(kind)[0], nargs=len(typing.get_args(kind)),
+                     metavar=name.rsplit(".", 1)[-1].upper())
+    elif field.metadata.get("choices"):
+      options.update(type=kind, choices=field.metadata["choices"])
+    else:
+      options.update(type=kind, metavar=kind.__name__.upper())
+    group.add_argument(flag, **options)
+
+
+def overrides(args: argparse.Namespace) -> dict:
+  """``{field: value}`` of the setting flags that were given (dotted names for nested ones)."""
+  values = {name: getattr(args, name) for name, _, _ in _leaf_fields(Config)}
+  return {name: tuple(value) if isinstance(value, list) else value
+          for name, value in values.items() if value is not None}
+
+
+def apply(config: Config, changes: dict) -> Config:
+  """``config`` with ``changes`` (as `overrides` gives them) made; a nested value that its
+  settings refuse is a `JaxsegError` naming the flag."""
+  top = {name: value for name, value in changes.items() if "." not in name}
+  for group in {name.split(".")[0] for name in changes if "." in name}:
+    nested = {name.split(".", 1)[1]: value for name, value in changes.items()
+              if name.startswith(group + ".")}
+    try:
+      top[group] = dataclasses.replace(getattr(config, group), **nested)
+    except ValueError as error:
+      flags = ", ".join("--" + f"{group}.{name}".replace("_", "-") for name in nested)
+      raise JaxsegError(f"{flags}: {error}") from None
+  return config.replace(**top)
+
+
+def load_config_file(path: Path) -> Config:
+  """The `Config` that ``get_config()`` of the Python file ``path`` returns."""
+  path = Path(path)
+  if not path.is_file():
+    raise JaxsegError(f"--config {path}: no such file")
+  spec = importlib.util.spec_from_file_location(f"jaxseg_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not callable(getattr(module, "get_config", None)):
+    raise JaxsegError(f"--config {path}: defines no get_config()")
+  config = module.get_config()
+  if not isinstance(config, Config):
+    raise JaxsegError(f"--config {path}: get_config() returned {type(config).__name__}, "
+                      "not a jaxseg Config")
+  return config.replace(preset=str(path))
+
+
+def _leaf_fields(cls, prefix: str = ""):
+  """(dotted name, type, field) of every field that a flag sets, nested dataclasses' fields
+  in their place."""
+  hints = typing.get_type_hints(cls)
+  for field in dataclasses.fields(cls):
+    kind = hints[field.name]
+    if isinstance(kind, types.UnionType):  # `str | None`: the flag takes the str
+      kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if not field.metadata.get("flag", True):
+      continue
+    if dataclasses.is_dataclass(kind):
+      yield from _leaf_fields(kind, prefix + field.name + ".")
+    else:
+      yield prefix + field.name, kind, field

@@ -1,0 +1,285 @@
+"""Training as a library: ``train_and_evaluate(config, workdir)``, in the manner of Flax's examples.
+
+Chooses the best epoch on validation images carved from the training set, then reports the
+paper's metrics on the test images, beside the Otsu threshold the paper made its masks with.
+`jaxseg.train` is its command line; `jaxseg.evaluate`, the reproduction and the tests call
+these functions with Config objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from jaxseg import engine, plots
+from jaxseg.config import Config
+from jaxseg.data import record
+from jaxseg.data.files import read_image, read_mask
+from jaxseg.data.folder import Splits
+from jaxseg.data.masks import NUCLEUS
+from jaxseg.data.otsu import otsu_mask
+from jaxseg.data.pipeline import Loader
+from jaxseg.data.sources import data_splits, recorded_splits
+from jaxseg.errors import JaxsegError
+from jaxseg.metrics import confusion_counts, scores
+from jaxseg.models import build_model
+from jaxseg.run import RunFolder
+from jaxseg.weights.store import describe_weights
+
+# Steps between the progress bar's updates: it waits for the step then, so it counts
+# finished work, not work handed to the device.
+PROGRESS_EVERY = 4
+
+
+def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -> dict:
+  """Train ``config`` into the run folder ``workdir`` and return its summary (also written
+  to ``summary.json``). With ``resume``, continue the run there from its last finished epoch;
+  its settings must be ``config``'s, but for ``epochs``.
+
+  A new run that fails or is interrupted before its first epoch is saved leaves nothing
+  behind, so the same call can run again.
+  """
+  config.validate()
+  run = RunFolder(workdir)
+  if resume:
+    if not run.exists():
+      raise JaxsegError(f"--resume: {run.path} holds no run to continue")
+    _check_unchanged(run, config)
+  elif run.exists():
+    raise JaxsegError(f"{run.path} already holds a run; continue it with --resume "
+                      "or choose another --workdir")
+  created = not run.path.exists()
+  run.create()
+  try:
+    return _train(run, config, resume)
+  except jax.errors.JaxRuntimeError as error:
+    if "RESOURCE_EXHAUSTED" not in str(error):
+      raise
+    raise JaxsegError(f"out of device memory for batch {config.batch_size} at "
+                      f"{config.image_size}x{config.image_size} ({config.precision}); lower "
+                      "--batch-size or --image-size") from None
+  except BaseException:
+    if not resume and not run.has_checkpoint("latest"):
+      run.discard(created)
+    raise
+  finally:
+    run.close()
+
+
+def _check_unchanged(run: RunFolder, config: Config) -> None:
+  """A run continues as it was: every setting but ``epochs`` as it saved it."""
+  saved, _ = run.read_config()
+  changed = [name for name, value in _flat(config.to_dict()).items()
+             if name != "epochs" and _flat(saved.to_dict()).get(name) != value]
+  if changed:
+    flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+    raise JaxsegError(f"--resume continues {run.path} with its own settings; only --epochs may "
+                      f"change, not {flags}")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+  flat = {}
+  for name, value in values.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{name}."))
+    else:
+      flat[prefix + name] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def data_for(run: RunFolder, config: Config, resume: bool) -> tuple[str, Splits]:
+  """(source, splits): the split the run recorded when it has one, else a new one."""
+  if resume and run.data_file.exists():
+    saved = run.read_data_record()
+    return saved["source"], recorded_splits(saved, config)
+  return data_splits(config)
+
+
+def make_loaders(config: Config, splits: Splits, names=("train", "val", "test")) -> dict:
+  """A loader per split in ``names``, every file read once before training starts."""
+  if "train" in names and len(splits.train) < config.batch_size:
+    raise JaxsegError(f"{len(splits.train)} training images are fewer than --batch-size "
+                      f"{config.batch_size}")
+  loaders = {
+    name: Loader(getattr(splits, name), image_size=config.image_size, target=config.target,
+                 enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
+                 kind=config.loader)
+    for name in names
+  }
+  for name, loader in loaders.items():
+    loader.warm(f"reading {name} images")
+  return loaders
+
+
+def check_target_present(loader: Loader, target: str) -> None:
+  """A target that no training mask holds cannot be learned: say which classes there are."""
+  if loader.masks.any():
+    return
+  classes = set()
+  for example in loader.examples:
+    classes |= set(np.unique(read_mask(example.mask)).tolist())
+  hint = (" (0/1 masks mark the whole cell: use --target cytoplasm)"
+          if target == "nuclei" and NUCLEUS not in classes else "")
+  raise JaxsegError(f"--target {target}: no training mask holds it; their values are "
+                    f"{sorted(classes)}{hint}")
+
+
+def statistics_batches(loader: Loader, config: Config):
+  """The training batches that BatchNorm statistics are recomputed on: the same ones every
+  epoch (epoch 0's order; training counts from 1), ``batchnorm_images`` rounded up to batches."""
+  count = loader.steps(drop_remainder=True)
+  if config.batchnorm_images:
+    count = min(count, -(-config.batchnorm_images // config.batch_size))
+  return itertools.islice(loader.epoch(0, shuffle=True, drop_remainder=True), count)
+
+
+def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
+  return scores(steps.counts(state, loader.epoch(shuffle=False, drop_remainder=False)))
+
+
+def otsu_scores(loader: Loader, target: str) -> dict:
+  """The paper's mask method on the same (resized, enhanced) test images, as a baseline."""
+  counts = [confusion_counts(np.stack([otsu_mask(image, target) for image in images]), masks)
+            for images, masks in loader.epoch(shuffle=False, drop_remainder=False)]
+  return scores(np.concatenate(counts))
+
+
+def _train(run: RunFolder, config: Config, resume: bool) -> dict:
+  print(f"jaxseg: {config.backbone} U-Net, target {config.target}, preset {config.preset}, "
+        f"{config.epochs} epochs at {config.image_size}px, batch {config.batch_size}, "
+        f"{config.precision}, on {jax.device_count()} {jax.devices()[0].platform} device(s)")
+  source, splits = data_for(run, config, resume)
+  loaders = make_loaders(config, splits)
+  check_target_present(loaders["train"], config.target)
+  weights = describe_weights(config)
+  model, state = engine.build(config, build_model(config))
+  steps = engine.Steps(model, config.augment, config.batch_size)
+  state = steps.place(state)
+  key = jax.random.key(config.seed)
+
+  first_epoch, best_dice, history = 1, -1.0, []
+  if resume and run.has_checkpoint("latest"):
+    state, meta = run.restore("latest", state)
+    first_epoch, best_dice = meta["epoch"] + 1, meta["best_dice"]
+    history = run.read_metrics(up_to_epoch=meta["epoch"])
+    run.rewrite_metrics(history)
+    print(f"jaxseg: resuming {run.path} after epoch {meta['epoch']}")
+  else:  # a new run, or one stopped before its first checkpoint: start it afresh
+    run.write_config(config, {"data_root": source, "weights": weights,
+                              "source_size": list(read_image(splits.train[0].image).shape[:2])})
+    run.write_data_record(record.describe(source, splits))
+    run.rewrite_metrics([])
+
+  started = time.perf_counter()
+  for epoch in range(first_epoch, config.epochs + 1):
+    epoch_start = time.perf_counter()
+    state, train_loss, train_seconds = train_epoch(steps, state, loaders["train"], epoch, key,
+                                                   config, run.primary)
+    if config.batchnorm_statistics == "recomputed":
+      state = steps.recompute_statistics(state, statistics_batches(loaders["train"], config))
+    val = evaluate_loader(steps, state, loaders["val"])
+    images = loaders["train"].steps(drop_remainder=True) * config.batch_size
+    record_ = {"epoch": epoch, "train_loss": train_loss, "val": val,
+               "train_images_per_second": round(images / train_seconds, 2)}
+    improved = val["dice"] > best_dice
+    best_dice = max(best_dice, val["dice"])
+    meta = {"epoch": epoch, "best_dice": best_dice}
+    if improved:
+      run.save("best", epoch, state, meta)
+    run.save("latest", epoch, state, meta)
+    record_["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
+    history.append(record_)
+    run.append_metrics(record_)
+    tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
+               f"val dice {val['dice']:.4f}  iou {val['iou']:.4f}  "
+               f"{record_['train_images_per_second']:.1f} img/s  "
+               f"{record_['seconds']:.1f}s{'  *best' if improved else ''}")
+
+  state, best_meta = run.restore("best", state)
+  test = evaluate_loader(steps, state, loaders["test"])
+  summary = {
+    "preset": config.preset,
+    "target": config.target,
+    "backbone": config.backbone,
+    "weights": weights,
+    "data_root": source,
+    "images": {split: len(loader) for split, loader in loaders.items()},
+    "best_epoch": best_meta["epoch"],
+    "val_dice": best_meta["best_dice"],
+    "test": test,
+    "otsu_test": otsu_scores(loaders["test"], config.target),
+    "train_seconds": round(time.perf_counter() - started, 1),
+    "device": jax.devices()[0].device_kind,
+    "versions": versions(),
+    "config": config.to_dict(),
+  }
+  run.write_summary(summary)
+  predictions = figure_predictions(steps, state, loaders["test"], config)  # every process
+  if run.primary:
+    plots.training_curves(history, run.curves_file, config.target)
+    plots.prediction_figure(*predictions, run.figure_file, config.target)
+  return summary
+
+
+def train_epoch(steps: engine.Steps, state, loader: Loader, epoch: int, key, config: Config,
+                show: bool):
+  """One pass over the training images: (state, mean loss, seconds). A loss that is not
+  finite stops training before anything of this epoch is saved."""
+  start = time.perf_counter()
+  batches = loader.epoch(epoch, shuffle=True, drop_remainder=True)
+  count = loader.steps(drop_remainder=True)
+  losses = []
+  with tqdm(total=count * config.batch_size, desc=f"epoch {epoch}/{config.epochs}", unit="img",
+            leave=False, disable=not show) as bar:
+    for step, (images, masks) in enumerate(batches, 1):
+      state, metrics = steps.train(state, *steps.batch(images, masks), key)
+      losses.append(metrics["loss"])  # stays on the device: no host round trip per step
+      if step % PROGRESS_EVERY == 0 or step == count:
+        losses[-1].block_until_ready()
+        bar.update(step * config.batch_size - bar.n)
+  losses = np.asarray(jax.device_get(losses))
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    raise JaxsegError(f"epoch {epoch}, step {bad[0] + 1}: training loss is {losses[bad[0]]}; "
+                      "stopped, this epoch not saved (try a lower --learning-rate)")
+  return state, float(losses.mean()), time.perf_counter() - start
+
+
+def figure_predictions(steps: engine.Steps, state, loader: Loader, config: Config):
+  """Names, images, true and predicted masks of a few test images, one of each kind first
+  (where file names start with it, as the synthetic set's do)."""
+  chosen, kinds = [], set()
+  for index, example in enumerate(loader.examples):
+    kind = example.name.split("_")[0]
+    if kind not in kinds:
+      kinds.add(kind)
+      chosen.append(index)
+  chosen = (chosen + [i for i in range(len(loader)) if i not in chosen])[: config.figure_images]
+  images, masks = (np.concatenate(parts) for parts in
+                   zip(*loader.epoch(shuffle=False, drop_remainder=False)))
+  images, masks = images[chosen], masks[chosen]
+  names = [loader.examples[i].name for i in chosen]
+  return names, images, masks, steps.predict(state, images) > 0.5
+
+
+def versions() -> dict:
+  import flax
+  import optax
+
+  return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__}
+
+
+def print_table(summary: dict) -> None:
+  rows = [("model", summary["test"]), ("Otsu threshold", summary["otsu_test"])]
+  keys = ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou", "per_image_dice")
+  print(f"\ntest set ({summary['images']['test']} images), target {summary['target']}, "
+        f"best epoch {summary['best_epoch']}; pooled over pixels, mean_iou includes background")
+  print(f"{'':16s}" + "".join(f"{k:>15s}" for k in keys))
+  for label, values in rows:
+    print(f"{label:16s}" + "".join(f"{values[k]:15.4f}" for k in keys))
+
