@@ -1,4 +1,4 @@
-"""Host-side preparation: enhancement, Otsu masks, image files and the make_masks tool."""
+"""Host-side preparation: enhancement, Otsu masks and the make_masks tool (image files: test_files)."""
 
 import json
 import subprocess
@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from jaxseg import metrics
-from jaxseg.data import files
 from jaxseg.data.enhance import Enhance, enhance
 from jaxseg.data.masks import target_mask
 from jaxseg.data.otsu import otsu_mask
-from jaxseg.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,38 +80,6 @@ def test_otsu_opening_removes_specks():
   unopened = otsu_mask(image, "cytoplasm", erode_iterations=0, dilate_iterations=0)
   assert unopened[3:5, 3:5].all()
   np.testing.assert_array_equal(otsu_mask(image, "cytoplasm", kernel_size=5), classes > 0)
-
-
-# Image files.
-
-def test_read_image_converts_gray_and_16_bit(tmp_path):
-  gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
-  cv2.imwrite(str(tmp_path / "gray.png"), gray)
-  cv2.imwrite(str(tmp_path / "deep.png"), gray.astype(np.uint16) * 257)
-  for name in ("gray.png", "deep.png"):
-    image = files.read_image(tmp_path / name)
-    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
-    np.testing.assert_array_equal(image[..., 1], gray)
-
-
-def test_read_image_is_rgb(tmp_path):
-  rgb = np.zeros((4, 4, 3), np.uint8)
-  rgb[..., 0] = 200  # red
-  cv2.imwrite(str(tmp_path / "red.bmp"), rgb[..., ::-1])
-  np.testing.assert_array_equal(files.read_image(tmp_path / "red.bmp"), rgb)
-
-
-def test_read_mask_rejects_rgb(tmp_path):
-  cv2.imwrite(str(tmp_path / "rgb.png"), np.zeros((4, 4, 3), np.uint8))
-  with pytest.raises(DataError, match="rgb.png: mask has 3 channels"):
-    files.read_mask(tmp_path / "rgb.png")
-
-
-def test_list_images_rejects_duplicate_names(tmp_path):
-  for name in ("a.bmp", "a.png"):
-    (tmp_path / name).write_bytes(b"")
-  with pytest.raises(DataError, match="same name"):
-    files.list_images(tmp_path)
 
 
 # The make_masks tool.
