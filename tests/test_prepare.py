@@ -1,6 +1,7 @@
 """Host-side preparation: enhancement, Otsu masks and the make_masks tool (image files: test_files)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,9 +86,11 @@ def test_otsu_opening_removes_specks():
 # The make_masks tool.
 
 def make_masks(*args):
+  # PYTHONPATH: a script's folder (tools/) is first on its path, not this checkout's jaxseg.
   return subprocess.run(
     [sys.executable, "tools/make_masks.py", *map(str, args)],
     cwd=REPO, capture_output=True, text=True, timeout=120,
+    env={**os.environ, "PYTHONPATH": str(REPO)},
   )
 
 
@@ -146,7 +149,8 @@ def test_make_masks_missing_and_empty_folders(tmp_path):
 
 
 @pytest.mark.parametrize("bad_name", ["x.bmp", "x.png"])
-def test_make_masks_corrupt_image_keeps_earlier_masks(tmp_path, bad_name):
+def test_make_masks_corrupt_image(tmp_path, bad_name):
+  """A bad header stops the command before any output; bad pixels after the masks before them."""
   images, _ = write_images(tmp_path, [(0, 0)])
   if bad_name == "x.bmp":
     (images / bad_name).write_bytes(b"this is not a bitmap" * 10)
@@ -154,7 +158,7 @@ def test_make_masks_corrupt_image_keeps_earlier_masks(tmp_path, bad_name):
     (images / bad_name).write_bytes(cv2.imencode(".png", cell_image()[0])[1].tobytes()[:200])
   result = make_masks(images, tmp_path / "out")
   assert_one_line_error(result, bad_name)
-  assert (tmp_path / "out" / "img0.png").is_file()
+  assert (tmp_path / "out" / "img0.png").is_file() == (bad_name == "x.png")
 
 
 def test_make_masks_missing_truth_mask(tmp_path):
