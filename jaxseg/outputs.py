@@ -49,7 +49,10 @@ class OutputFolder:
       source = next((sources[key] for key in _identities(path) if key in sources), None)
       if source is not None:
         raise DataError(f"{path}: would overwrite the input {source}; choose another output folder")
-      if path.is_symlink() or (path.exists() and name not in self._written):
+      if path.is_symlink():
+        raise DataError(f"{path}: is a link, through which a file elsewhere would be written; "
+                        "choose another output folder or remove the link")
+      if path.exists() and name not in self._written:
         raise DataError(f"{path}: exists and no jaxseg command wrote it; choose another output "
                         "folder or move the file away")
 

@@ -201,7 +201,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--run", type=Path, required=True,
                       help="a run folder of jaxseg.train (with --nuclei-run: a cytoplasm run)")
   parser.add_argument("--nuclei-run", type=Path, help="a nuclei run: three-class masks")
-  parser.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+  parser.add_argument("--out", type=Path, required=True,
+                      help="folder for the outputs; not an input folder, and no file there "
+                      "is replaced unless a jaxseg command wrote it")
   parser.add_argument("--tiled", action="store_true",
                       help="overlapping tiles at the training scale instead of one resize")
   parser.add_argument("--threshold", type=float, default=0.5,

@@ -1,5 +1,6 @@
 """Image and mask files read as a viewer shows them, or refused in one line naming the file."""
 
+import os
 import struct
 import zlib
 
@@ -194,3 +195,14 @@ def test_unwritable_synthetic_cache_is_one_error(tmp_path):
   (tmp_path / "file").write_text("")  # a cache "folder" under a file cannot be made
   with pytest.raises(DataError, match="file/cache: cannot write the synthetic data set there"):
     write_synthetic(tmp_path / "file" / "cache" / "set", 2, size=32, progress=False)
+
+
+def test_written_png_replaces_a_link_and_never_writes_through_it(tmp_path):
+  (tmp_path / "theirs.png").write_bytes(b"someone else's")
+  os.link(tmp_path / "theirs.png", tmp_path / "hard.png")
+  (tmp_path / "soft.png").symlink_to(tmp_path / "theirs.png")
+  for name in ("hard.png", "soft.png"):
+    files.write_mask(tmp_path / name, blocks())
+    np.testing.assert_array_equal(files.read_mask(tmp_path / name), blocks())
+  assert (tmp_path / "theirs.png").read_bytes() == b"someone else's"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.png", "soft.png", "theirs.png"]

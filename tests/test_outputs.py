@@ -81,7 +81,7 @@ def test_existing_file_jaxseg_did_not_write_is_refused(tmp_path):
   with pytest.raises(DataError, match="a.png: exists and no jaxseg command wrote it"):
     OutputFolder(tmp_path, ["b.png", "a.png"])
   (tmp_path / "link.png").symlink_to(tmp_path / "elsewhere.png")  # would be written through
-  with pytest.raises(DataError, match="link.png: exists and no jaxseg command wrote it"):
+  with pytest.raises(DataError, match="link.png: is a link"):
     OutputFolder(tmp_path, ["link.png"])
   assert (tmp_path / "a.png").read_text() == "the user's"
 

@@ -27,7 +27,9 @@ from jaxseg.outputs import OutputFolder
 def parse_args(argv):
   parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("images", type=Path, help="folder of images")
-  parser.add_argument("out", type=Path, help="folder for the masks, made if missing")
+  parser.add_argument("out", type=Path,
+                      help="folder for the masks, made if missing; not IMAGES nor --truth, and "
+                      "no file there is replaced unless a jaxseg command wrote it")
   parser.add_argument("--target", choices=TARGETS, default="cytoplasm")
   parser.add_argument("--kernel-size", type=int, default=3, help="elliptical kernel, pixels")
   parser.add_argument("--erode-iterations", type=int, default=1)

@@ -36,18 +36,23 @@ class Splits:
 def find_examples(root: Path) -> list[Example]:
   """Image/mask pairs of ``root``; an image without a mask is an error naming it."""
   masks = root / "masks"
-  for folder in (root / "images", masks):
-    if not folder.is_dir():
-      raise DataError(f"{root}: no {folder.name}/ folder; a data folder holds images/ and masks/ "
-                      "(or train/ and test/, each holding both)")
+  _check_folder(root, "images")
+  images = list_images(root / "images")
+  _check_folder(root, "masks")
   examples = []
-  for image in list_images(root / "images"):
+  for image in images:
     mask = masks / f"{image.stem}.png"
     if not mask.is_file():
       found = f"{mask} is {why_missing(mask)}" if mask.is_symlink() else f"expected {mask}"
       raise DataError(f"{image}: no mask ({found})")
     examples.append(Example(image.stem, image, mask))
   return examples
+
+
+def _check_folder(root: Path, name: str) -> None:
+  if not (root / name).is_dir():
+    raise DataError(f"{root}: no {name}/ folder; a data folder holds images/ and masks/ "
+                    "(or train/ and test/, each holding both)")
 
 
 def split_dataset(root: Path, *, test_fraction: float, val_fraction: float, seed: int) -> Splits:
