@@ -168,9 +168,9 @@ def read_image(path) -> np.ndarray:
   """An image file as RGB uint8 (H, W, 3), as a viewer shows it.
 
   EXIF orientation is applied; gray is repeated, alpha dropped; 16-bit pixels are scaled from
-  the full 16-bit range, and refused where they leave its top quarter unused (the 10 to 14-bit
-  data of a camera, which that scaling would turn nearly black; nothing in the file says its
-  real depth).
+  the full 16-bit range, and refused where they all stay below 16384, a quarter of it: the 10
+  to 14-bit data of a camera, which that scaling would darken 4 to 64 times (nothing in the
+  file says its real depth).
   """
   source = _source(path)
   data, header = _read(source, "image")
