@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from jaxseg.errors import DataError
 
@@ -28,6 +28,17 @@ LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
 # Pillow reads headers only. Our pixel limit, below the one at which Pillow raises, replaces the
 # warning it gives above 89 megapixels (thread-safe, unlike catching it around each read).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+ORIENTATION = 0x0112  # the EXIF tag: how a viewer turns the stored pixels
+# Each orientation's turn or flip (Pillow's exif_transpose), on (H, W, ...) arrays.
+_TURNS = {
+  2: lambda a: a[:, ::-1],
+  3: lambda a: a[::-1, ::-1],
+  4: lambda a: a[::-1],
+  5: lambda a: a.swapaxes(0, 1),
+  6: lambda a: np.rot90(a, -1),
+  7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+  8: lambda a: np.rot90(a, 1),
+}
 # Files that operating systems leave in image folders; lower case.
 STRAY_FILES = frozenset({"thumbs.db", ".ds_store", "desktop.ini"})
 
@@ -144,17 +155,43 @@ def _read(source: Path | Encoded, what: str) -> tuple[bytes, Image.Image]:
   return data, _open_header(source, what, data)
 
 
-def _decode(source: Path | Encoded, data: bytes, what: str) -> np.ndarray:
-  """Pixels of ``data`` in OpenCV's channel order, EXIF orientation applied, depth kept.
+def _orientation(source, header: Image.Image) -> int:
+  """The EXIF orientation in ``header``, 1 (as stored) where it has none, read for any format.
 
-  Not IMREAD_UNCHANGED, which ignores the EXIF orientation that viewers apply (these flags drop
-  alpha too, which no caller uses). OpenCV expands palettes to colour: for indices, use Pillow.
+  Ours rather than OpenCV's, which depends on the OpenCV version and on the format (and would
+  not reach the palette masks that Pillow reads).
+  """
+  try:
+    if header.format == "PNG":  # Pillow would decode a PNG to look for EXIF after its pixels
+      exif = Image.Exif()
+      if "exif" in header.info:
+        exif.load(header.info["exif"])
+    else:
+      exif = header.getexif()
+    orientation = exif.get(ORIENTATION, 1)
+  except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+    raise DataError(f"{source}: cannot read its EXIF data (corrupt)") from None
+  return orientation if orientation in _TURNS else 1
+
+
+def _turned(pixels: np.ndarray, orientation: int) -> np.ndarray:
+  """``pixels`` turned as a viewer shows them."""
+  if orientation == 1:
+    return pixels
+  return np.ascontiguousarray(_TURNS[orientation](pixels))
+
+
+def _decode(source: Path | Encoded, data: bytes, what: str) -> np.ndarray:
+  """Pixels of ``data`` as stored, in OpenCV's channel order, depth kept, alpha dropped.
+
+  OpenCV expands palettes to colour: for indices, use Pillow.
   """
   # OpenCV would also log a warning of its own for a truncated file; the DataError suffices.
   level = cv2.utils.logging.getLogLevel()
   cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
   try:
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
   except cv2.error:
     pixels = None
   finally:
@@ -174,8 +211,9 @@ def read_image(path) -> np.ndarray:
   """
   source = _source(path)
   data, header = _read(source, "image")
-  header.close()
-  image = _decode(source, data, "image")
+  with header:
+    orientation = _orientation(source, header)
+  image = _turned(_decode(source, data, "image"), orientation)
   if image.dtype == np.uint16:
     image = _eight_bits(image, source)
   if image.dtype != np.uint8:
@@ -207,9 +245,10 @@ def read_mask(path) -> np.ndarray:
     if header.format in LOSSY_FORMATS:
       raise DataError(f"{source}: mask is {header.format} data, a lossy format that blurs class "
                       "edges; save masks as PNG")
+    orientation = _orientation(source, header)
     if header.mode in ("P", "PA"):
-      return _palette_indices(source, header)
-  mask = _decode(source, data, "mask")
+      return _turned(_palette_indices(source, header), orientation)
+  mask = _turned(_decode(source, data, "mask"), orientation)
   if mask.ndim == 3:
     if not (mask == mask[..., :1]).all():
       raise DataError(f"{source}: mask is a colour image ({mask.shape[2]} channels that differ); "
@@ -222,10 +261,10 @@ def read_mask(path) -> np.ndarray:
 
 def _palette_indices(source, header: Image.Image) -> np.ndarray:
   try:
-    indices = np.asarray(ImageOps.exif_transpose(header))
-  except (OSError, SyntaxError, ValueError, EOFError) as error:
-    raise DataError(f"{source}: cannot read mask (corrupt or unsupported: {error})") from None
-  return np.ascontiguousarray(indices if indices.ndim == 2 else indices[..., 0], np.uint8)
+    indices = np.asarray(header)
+  except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+    raise DataError(f"{source}: cannot read mask (corrupt or unsupported)") from None
+  return indices if indices.ndim == 2 else indices[..., 0]
 
 
 def write_mask(path, mask: np.ndarray) -> None:
