@@ -1,4 +1,4 @@
-"""Host-side preparation: enhancement, Otsu masks and the make_masks tool (image files: test_files)."""
+"""Enhancement, Otsu masks and the make_masks tool (image files: test_files.py)."""
 
 import json
 import os
