@@ -11,7 +11,8 @@ Two ways to bring an image to a model:
 Written per image: DIR/<stem>_mask.png in the folder format's classes (a cytoplasm run marks
 cells 1, a nuclei run nuclei 2; with --nuclei-run both, nuclei over their cells),
 <stem>_overlay.png and <stem>_segmented.png. ``--measure`` adds <stem>_cells.csv and, one row
-per image, measurements.csv (see `jaxseg.measure`).
+per image, measurements.csv (see `jaxseg.measure`). Nothing is written over an input or a file
+that no jaxseg command wrote (see `jaxseg.outputs`); every input's header is checked first.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from tqdm import tqdm
 
 from jaxseg import plots
 from jaxseg.config import enable_compilation_cache
-from jaxseg.data.files import (check_unique_names, list_images, read_image, write_image,
-                               write_mask)
+from jaxseg.data.files import (check_image_file, check_unique_names, list_images, read_image,
+                               why_missing, write_image, write_mask)
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
 from jaxseg.errors import ArgumentParser, DataError, JaxsegError, cli
 from jaxseg.measure import NC_THRESHOLD, Cell, ImageSummary, measure_cells, summarize, write_csv
+from jaxseg.outputs import OutputFolder
 from jaxseg.trained import TrainedModel
 
 # The mask value of each target; nuclei are written last, over the cells they lie in.
@@ -107,21 +109,37 @@ def class_mask(probabilities: dict[str, np.ndarray], threshold: float) -> np.nda
 
 
 def input_images(inputs: list[Path]) -> list[Path]:
-  """Image files of ``inputs`` (files, or folders of images), no two with one name."""
+  """Image files of ``inputs`` (files, or folders of images), no two with one name.
+
+  Every file's header is checked here (format, pixel limit), which is quick: a bad file stops
+  the command before anything is written, not halfway through.
+  """
   paths = []
   for path in inputs:
     if path.is_dir():
       paths += list_images(path)
     elif path.is_file():
       paths.append(path)
+    elif path.is_symlink():
+      raise DataError(f"{path}: {why_missing(path)}")
     else:
       raise DataError(f"{path}: no such file or folder")
   check_unique_names(paths, "their outputs would collide")
+  for path in paths:
+    check_image_file(path)
   return paths
 
 
+def output_names(paths: list[Path], measure: bool) -> list[str]:
+  """The files `predict` writes for ``paths``."""
+  kinds = ["mask.png", "overlay.png", "segmented.png"] + (["cells.csv"] if measure else [])
+  return [f"{path.stem}_{kind}" for path in paths for kind in kinds] + (
+    ["measurements.csv"] if measure else [])
+
+
 def read_chunks(paths: list[Path], size: int):
-  """(path, image) lists of up to ``size``; a bad file raises after the images before it."""
+  """(path, image) lists of up to ``size``; a file whose pixels turn out corrupt (its header
+  was checked) raises after the images before it."""
   chunk = []
   for path in paths:
     try:
@@ -137,13 +155,11 @@ def read_chunks(paths: list[Path], size: int):
     yield chunk
 
 
-def predict(models: dict[str, Segmenter], paths: list[Path], out: Path, *, tiled: bool,
-            threshold: float, measure: bool, nc_threshold: float) -> list[ImageSummary]:
-  """Segment ``paths`` with one model per target, writing each image's files into ``out``."""
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as error:
-    raise DataError(f"{out}: cannot make the output folder: {error.strerror or error}") from None
+def predict(models: dict[str, Segmenter], paths: list[Path], out: OutputFolder, *,
+            tiled: bool, threshold: float, measure: bool,
+            nc_threshold: float) -> list[ImageSummary]:
+  """Segment ``paths`` with one model per target, writing each image's files into ``out``
+  (checked for `output_names`)."""
   summaries = []
   chunk_size = max(model.config.batch_size for model in models.values())
   with tqdm(total=len(paths), desc="predicting", unit="img") as bar:
@@ -152,19 +168,19 @@ def predict(models: dict[str, Segmenter], paths: list[Path], out: Path, *, tiled
       maps = {target: model.probabilities(images, tiled) for target, model in models.items()}
       for index, (path, image) in enumerate(chunk):
         mask = class_mask({target: maps[target][index] for target in maps}, threshold)
-        write_mask(out / f"{path.stem}_mask.png", mask)
+        write_mask(out.path(f"{path.stem}_mask.png"), mask)
         overlay = plots.overlay(image, mask)
         if len(models) > 1:  # nuclei a deeper red than their cells
           overlay = plots.overlay(overlay, mask == NUCLEUS)
-        write_image(out / f"{path.stem}_overlay.png", overlay)
-        write_image(out / f"{path.stem}_segmented.png", plots.segmented(image, mask))
+        write_image(out.path(f"{path.stem}_overlay.png"), overlay)
+        write_image(out.path(f"{path.stem}_segmented.png"), plots.segmented(image, mask))
         if measure:
           cells = measure_cells(mask, nc_threshold)
-          write_csv(out / f"{path.stem}_cells.csv", Cell, cells)
+          write_csv(out.path(f"{path.stem}_cells.csv"), Cell, cells)
           summaries.append(summarize(path.name, cells))
         bar.update()
       if measure:
-        write_csv(out / "measurements.csv", ImageSummary, summaries)
+        write_csv(out.path("measurements.csv"), ImageSummary, summaries)
   return summaries
 
 
@@ -176,7 +192,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--run", type=Path, required=True,
                       help="a run folder of jaxseg.train (with --nuclei-run: a cytoplasm run)")
   parser.add_argument("--nuclei-run", type=Path, help="a nuclei run: three-class masks")
-  parser.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+  parser.add_argument("--out", type=Path, required=True,
+                      help="folder for the outputs; not an input folder, and no file there "
+                      "is replaced unless a jaxseg command wrote it")
   parser.add_argument("--tiled", action="store_true",
                       help="overlapping tiles at the training scale instead of one resize")
   parser.add_argument("--threshold", type=float, default=0.5,
@@ -198,13 +216,16 @@ def main(argv=None) -> None:
     raise JaxsegError("--measure needs cells and nuclei: give --run CYTOPLASM_RUN "
                       "--nuclei-run NUCLEI_RUN")
   paths = input_images(args.images)
+  runs = [args.run] + ([args.nuclei_run] if args.nuclei_run else [])
+  out = OutputFolder(args.out, output_names(paths, args.measure), inputs=paths,
+                     input_folders=[path for path in args.images if path.is_dir()] + runs)
   if args.nuclei_run is None:
     model = Segmenter(TrainedModel(args.run))
     models = {model.config.target: model}
   else:
     models = {"cytoplasm": Segmenter(TrainedModel(args.run, "cytoplasm")),
               "nuclei": Segmenter(TrainedModel(args.nuclei_run, "nuclei"))}
-  summaries = predict(models, paths, args.out, tiled=args.tiled, threshold=args.threshold,
+  summaries = predict(models, paths, out, tiled=args.tiled, threshold=args.threshold,
                       measure=args.measure, nc_threshold=args.nc_threshold)
   if args.measure:
     flagged = sum(s.flagged_cells for s in summaries)

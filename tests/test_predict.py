@@ -101,16 +101,18 @@ def test_tiling_covers_the_image_at_the_training_scale():
   np.testing.assert_allclose(blended, 200 / 255, atol=1e-5)
 
 
-def test_bad_image_is_one_line_and_exit_2_keeping_earlier_outputs(cytoplasm_run, large_image,
-                                                                   tmp_path, capsys):
+def test_bad_pixels_are_one_line_and_exit_2_keeping_earlier_outputs(cytoplasm_run, large_image,
+                                                                    tmp_path, capsys):
+  """A file whose header is good (all headers are checked first: test_outputs) and pixels not."""
   folder = tmp_path / "images"
   folder.mkdir()
   (folder / "a_good.bmp").write_bytes(large_image[0].read_bytes())
-  (folder / "b_bad.bmp").write_bytes(b"BM not really a bitmap")
+  cut = cv2.imencode(".png", cv2.imread(str(large_image[0])))[1].tobytes()[:300]
+  (folder / "b_bad.png").write_bytes(cut)
   out = tmp_path / "out"
   argv = ["--run", str(cytoplasm_run[0]), str(folder), "--out", str(out)]
   code, error = exit_code_and_error(argv, capsys)
-  assert code == 2 and error.startswith("jaxseg: error:") and "b_bad.bmp" in error
+  assert code == 2 and error.startswith("jaxseg: error:") and "b_bad.png" in error
   assert read_mask(out / "a_good_mask.png").shape == (300, 300)
   assert not (out / "b_bad_mask.png").exists()
 

@@ -3,7 +3,8 @@
   python tools/make_masks.py IMAGES OUT [--target cytoplasm|nuclei] [--truth MASKS]
 
 Writes OUT/<name>.png for every image, 0 background and 255 target (the binary mask format
-that training reads). With --truth, also prints the pooled IoU and Dice of these masks
+that training reads), never over an image, a true mask, or a file it did not write (see
+`jaxseg.outputs`). With --truth, also prints the pooled IoU and Dice of these masks
 against class masks MASKS/<name>.png: the classical baseline that trained models must beat.
 """
 
@@ -20,12 +21,15 @@ from jaxseg.data import files
 from jaxseg.data.masks import TARGETS, check_mask_values, target_mask
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.errors import ArgumentParser, DataError, cli
+from jaxseg.outputs import OutputFolder
 
 
 def parse_args(argv):
   parser = ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("images", type=Path, help="folder of images")
-  parser.add_argument("out", type=Path, help="folder for the masks, made if missing")
+  parser.add_argument("out", type=Path,
+                      help="folder for the masks, made if missing; not IMAGES nor --truth, and "
+                      "no file there is replaced unless a jaxseg command wrote it")
   parser.add_argument("--target", choices=TARGETS, default="cytoplasm")
   parser.add_argument("--kernel-size", type=int, default=3, help="elliptical kernel, pixels")
   parser.add_argument("--erode-iterations", type=int, default=1)
@@ -70,11 +74,12 @@ def print_scores(counts: np.ndarray, target: str) -> None:
 def main(argv=None):
   args = parse_args(argv)
   images = files.list_images(args.images)
+  for path in images:  # headers only, quick: a bad file stops the command before any output
+    files.check_image_file(path)
   truths = truth_paths(args.truth, images) if args.truth else [None] * len(images)
-  try:
-    args.out.mkdir(parents=True, exist_ok=True)
-  except OSError as error:
-    raise DataError(f"{args.out}: cannot make folder: {error.strerror or error}") from None
+  out = OutputFolder(args.out, [f"{path.stem}.png" for path in images],
+                     inputs=images + [path for path in truths if path],
+                     input_folders=[args.images] + ([args.truth] if args.truth else []))
   counts = []
   # disable=None: a bar on terminals only, not in logs.
   for path, truth_path in tqdm(list(zip(images, truths)), desc="masks", unit="image", disable=None):
@@ -86,7 +91,7 @@ def main(argv=None):
       erode_iterations=args.erode_iterations,
       dilate_iterations=args.dilate_iterations,
     )
-    files.write_mask(args.out / f"{path.stem}.png", mask * 255)
+    files.write_mask(out.path(f"{path.stem}.png"), mask * 255)
     if truth_path:
       truth = read_truth(truth_path, mask.shape, args.target)
       counts.append(metrics.confusion_counts(mask[None], truth[None]))

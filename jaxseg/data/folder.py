@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxseg.data.files import Encoded, list_images
+from jaxseg.data.files import Encoded, list_images, why_missing
 from jaxseg.errors import DataError
 
 
@@ -36,13 +36,23 @@ class Splits:
 def find_examples(root: Path) -> list[Example]:
   """Image/mask pairs of ``root``; an image without a mask is an error naming it."""
   masks = root / "masks"
+  _check_folder(root, "images")
+  images = list_images(root / "images")
+  _check_folder(root, "masks")
   examples = []
-  for image in list_images(root / "images"):
+  for image in images:
     mask = masks / f"{image.stem}.png"
     if not mask.is_file():
-      raise DataError(f"{image}: no mask (expected {mask})")
+      found = f"{mask} is {why_missing(mask)}" if mask.is_symlink() else f"expected {mask}"
+      raise DataError(f"{image}: no mask ({found})")
     examples.append(Example(image.stem, image, mask))
   return examples
+
+
+def _check_folder(root: Path, name: str) -> None:
+  if not (root / name).is_dir():
+    raise DataError(f"{root}: no {name}/ folder; a data folder holds images/ and masks/ "
+                    "(or train/ and test/, each holding both)")
 
 
 def split_dataset(root: Path, *, test_fraction: float, val_fraction: float, seed: int) -> Splits:
@@ -56,8 +66,13 @@ def train_test_examples(root: Path, *, test_fraction: float, seed: int):
   root = Path(root)
   if not root.is_dir():
     raise DataError(f"{root}: data folder not found")
-  if (root / "train").is_dir() and (root / "test").is_dir():
+  fixed = [(root / name).is_dir() for name in ("train", "test")]
+  if all(fixed):
     return find_examples(root / "train"), find_examples(root / "test")
+  if any(fixed) and not (root / "images").is_dir():
+    present, absent = ("train", "test") if fixed[0] else ("test", "train")
+    raise DataError(f"{root}: has {present}/ but no {absent}/; a fixed split needs both "
+                    "(or images/ and masks/ for a seeded split)")
   examples = find_examples(root)
   if len(examples) < 3:
     raise DataError(f"{root}: {len(examples)} images; a train/validation/test split needs 3")

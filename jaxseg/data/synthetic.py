@@ -433,8 +433,13 @@ def write_synthetic(
     return root
   if root.exists() and any(root.iterdir()) and not (root / "manifest.json").exists():
     raise DataError(f"{root}: exists and is not a synthetic data set; choose another folder")
-  root.parent.mkdir(parents=True, exist_ok=True)
-  staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
+  try:
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
+  except OSError as error:
+    raise DataError(f"{root.parent}: cannot write the synthetic data set there "
+                    f"({error.strerror or error}); choose a writable cache folder "
+                    "(JAXSEG_CACHE or --cache-dir)") from None
   try:
     kinds = _write_images(staging, num_images, seed, size, progress)
     manifest = {"seed": seed, "size": size, "num_images": num_images, "kinds": kinds}
