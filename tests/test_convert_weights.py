@@ -17,10 +17,12 @@ import pytest
 from flax import nnx
 from keras.src.legacy.saving import legacy_h5_format
 
+from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.models.backbones import create_encoder
 from jaxseg.weights import keras_application, keras_features
-from jaxseg.weights.store import load_encoder_weights, read_weights, save_weights
+from jaxseg.weights.store import (describe_weights, load_encoder_weights, read_weights,
+                                  save_weights)
 from tests.keras_reference import INPUT_SHAPE, max_relative_error, randomized_keras_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +68,9 @@ def test_converted_file_computes_what_keras_computes(name, keras_files, tmp_path
   assert read_weights(out)[1] == {"backbone": name, "source": KERAS_FILES[name], "imagenet": True}
 
   encoder = create_encoder(name, rngs=nnx.Rngs(1))
-  used = load_encoder_weights(encoder, name, str(out), tmp_path / "cache")
-  assert used == f"{KERAS_FILES[name]} ({out})"
+  config = Config(backbone=name, weights=str(out), cache_dir=str(tmp_path / "cache"))
+  load_encoder_weights(encoder, config)
+  assert describe_weights(config) == f"{KERAS_FILES[name]} ({out})"
   encoder.eval()
   images = np.random.default_rng(2).uniform(0, 255, (1, *INPUT_SHAPE)).astype(np.float32)
   reference_model = keras_imagenet_model(name, keras_files[name], monkeypatch)
@@ -99,9 +102,10 @@ def test_file_of_another_encoder_is_one_line_and_exit_2(keras_files, tmp_path):
 
 def test_missing_imagenet_weights_warn_and_train_from_random(tmp_path):
   encoder = create_encoder("mobilenet", rngs=nnx.Rngs(0))
+  config = Config(backbone="mobilenet", cache_dir=str(tmp_path / "empty-cache"))
   with pytest.warns(UserWarning, match="tools/convert_weights.py --backbone mobilenet"):
-    used = load_encoder_weights(encoder, "mobilenet", "imagenet", tmp_path / "empty-cache")
-  assert "random initialisation" in used
+    load_encoder_weights(encoder, config)
+  assert "random initialisation" in describe_weights(config)
 
 
 def test_weights_of_another_backbone_are_refused(tmp_path):
@@ -109,4 +113,4 @@ def test_weights_of_another_backbone_are_refused(tmp_path):
   save_weights(path, {}, {"backbone": "mobilenet", "source": "imagenet", "imagenet": True})
   encoder = create_encoder("efficientnetb2", rngs=nnx.Rngs(0))
   with pytest.raises(JaxsegError, match=f"{path}: weights of mobilenet, not efficientnetb2"):
-    load_encoder_weights(encoder, "efficientnetb2", str(path), tmp_path)
+    load_encoder_weights(encoder, Config(backbone="efficientnetb2", weights=str(path)))
