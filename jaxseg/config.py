@@ -32,6 +32,7 @@ class Config:
   # Model
   backbone: str = "unet"            # unet or an encoder: vgg19, resnet50, mobilenet, ...
   unet_filters: int = 64            # first width of the plain U-Net (the paper's: 64)
+  unet_depth: int = 5               # its poolings: 5 (the paper's) or 4 (the classic U-Net)
   decoder: str = "paper"            # paper (transposed convs) or smp (nearest upsampling)
   dropout: float = 0.1              # spatial dropout after each block's second conv
   # What evaluation normalises with: statistics recomputed over training images before each
@@ -75,6 +76,7 @@ class Config:
   @classmethod
   def from_dict(cls, values: dict) -> Config:
     values = dict(values)
+    values.setdefault("unet_depth", 4)  # runs written before the field had four poolings
     values["enhance"] = Enhance(**values.get("enhance", {}))
     augment = dict(values.get("augment", {}))
     if "scale_range" in augment:

@@ -26,6 +26,7 @@ from jaxseg.errors import JaxsegError
 from jaxseg.losses import soft_jaccard_loss
 from jaxseg.metrics import confusion_counts
 from jaxseg.models import create_model
+from jaxseg.models.unet import UNET_DEPTHS
 
 COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
@@ -52,7 +53,10 @@ def new_model(config: Config) -> nnx.Module:
   """The randomly initialised network of ``config``."""
   if config.precision not in COMPUTE_DTYPES:
     raise JaxsegError(f"--precision {config.precision!r}: choose fp32 or bf16")
-  return create_model(config.backbone, unet_filters=config.unet_filters, decoder=config.decoder,
+  if config.unet_depth not in UNET_DEPTHS:
+    raise JaxsegError(f"--unet-depth {config.unet_depth}: choose 5 (the paper's) or 4")
+  return create_model(config.backbone, unet_filters=config.unet_filters,
+                      unet_depth=config.unet_depth, decoder=config.decoder,
                       dropout=config.dropout, batchnorm_momentum=config.batchnorm_momentum,
                       dtype=COMPUTE_DTYPES[config.precision],
                       rngs=nnx.Rngs(params=config.seed))

@@ -20,6 +20,7 @@ from flax import nnx
 
 from jaxseg.models import create_model
 from jaxseg.models.backbones import ENCODER_NAMES, create_encoder
+from jaxseg.models.unet import UNET_DEPTHS
 from jaxseg.weights import keras_application
 
 
@@ -43,8 +44,9 @@ def main() -> None:
   print("| backbone | Keras encoder (include_top=False) | port encoder | U-Net total "
         "| U-Net trainable |")
   print("|---|---:|---:|---:|---:|")
-  unet_total, unet_trainable = counts(lambda: create_model("unet", rngs=nnx.Rngs(0)))
-  print(f"| unet (filters 64) | - | - | {unet_total:,} | {unet_trainable:,} |")
+  for depth in UNET_DEPTHS:
+    total, trainable = counts(lambda: create_model("unet", unet_depth=depth, rngs=nnx.Rngs(0)))
+    print(f"| unet (filters 64, depth {depth}) | - | - | {total:,} | {trainable:,} |")
   differing = []
   for name in ENCODER_NAMES:
     port, _ = counts(lambda: create_encoder(name, rngs=nnx.Rngs(0)))

@@ -18,6 +18,7 @@ def create_model(
   backbone: str,
   *,
   unet_filters: int = 64,
+  unet_depth: int = 5,
   decoder: str = "paper",
   dropout: float = 0.1,
   batchnorm_momentum: float = 0.99,
@@ -28,7 +29,8 @@ def create_model(
   if decoder not in DECODERS:
     raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
   if backbone == "unet":
-    encoder = PaperEncoder(base_filters=unet_filters, dropout=dropout, dtype=dtype, rngs=rngs)
+    encoder = PaperEncoder(depth=unet_depth, base_filters=unet_filters, dropout=dropout,
+                           dtype=dtype, rngs=rngs)
     filters = encoder.feature_channels[-2::-1]
   else:
     encoder = create_encoder(backbone, dtype=dtype, rngs=rngs)
