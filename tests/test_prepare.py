@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxseg import metrics
+from jaxseg import metrics, plots
+from jaxseg.data.augment import Augment
 from jaxseg.data import files
 from jaxseg.data.enhance import Enhance, enhance
 from jaxseg.data.masks import target_mask
@@ -62,6 +63,17 @@ def test_clahe_changes_low_contrast_image():
   assert out.shape == image.shape and out.dtype == np.uint8
   assert not np.array_equal(out, image)
   assert out.astype(float).std() > image.astype(float).std()
+
+
+def test_enhancement_figure_draws_a_panel_per_image_and_row(tmp_path):
+  images = [cell_image(40, shift)[0] for shift in ((0, 0), (3, -2), (-4, 1))]
+  path = tmp_path / "figure2.png"
+  plots.enhancement_figure(images, 16, Enhance(brightness=-30, contrast=1.2), Augment(), path,
+                           augmented_rows=2)
+  figure = cv2.imread(str(path))
+  panel = round(plots.PANEL_INCHES * plots.DPI)
+  assert figure.shape == (4 * panel, 3 * panel, 3)  # as read, enhanced, augmented twice
+  assert figure.std() > 0
 
 
 # Otsu masks.
