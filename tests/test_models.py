@@ -109,3 +109,10 @@ def test_unet_depth_is_five_or_four():
     PaperEncoder(depth=3, base_filters=4, rngs=nnx.Rngs(0))
   with pytest.raises(JaxsegError, match="--unet-depth 3"):
     engine.new_model(Config(unet_depth=3))
+
+
+def test_configs_from_before_unet_depth_read_as_four_poolings():
+  saved = Config().to_dict()
+  assert saved["unet_depth"] == 5
+  del saved["unet_depth"]  # as config.json was written before the field
+  assert Config.from_dict(saved).unet_depth == 4
