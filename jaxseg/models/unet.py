@@ -52,7 +52,8 @@ class PaperEncoder(nnx.Module):
     widths = [base_filters * 2**i for i in range(5)]
     self.needs_center = depth == 5
     self.feature_strides = tuple(2**i for i in range(depth + 1))
-    self.feature_channels = tuple(widths + widths[-1:] * self.needs_center)
+    # At depth 5 the deepest map is the fifth pool, as wide as the module it ends.
+    self.feature_channels = tuple(widths + widths[-1:]) if self.needs_center else tuple(widths)
     self.stages = nnx.List([
       DoubleConv(cin, cout, dropout=dropout, dtype=dtype, rngs=rngs)
       for cin, cout in zip([3, *widths[:-1]], widths)
