@@ -1,9 +1,10 @@
-"""Reproduce the paper's Tables 1 and 2 and Figure 4: ``python experiments/reproduce.py --data synthetic``.
+"""Reproduce the paper's Tables 1 and 2, Figures 2 and 4: ``python experiments/reproduce.py --data synthetic``.
 
 Trains a U-Net for each method (the plain one and each pretrained encoder) and target, each in
 its own run folder OUT/runs/<method>-<target>, then writes OUT/table1.md (cytoplasm),
-OUT/table2.md (nuclei), OUT/results.json (every run's summary) and OUT/figure4.png (HSIL,
-LSIL and NSIL test images through the method with the best Dice). Finished runs are skipped
+OUT/table2.md (nuclei), OUT/results.json (every run's summary), OUT/figure4.png (HSIL,
+LSIL and NSIL test images through the method with the best Dice) and OUT/figure2.png
+(training images as read, enhanced and augmented). Finished runs are skipped
 and stopped ones resume after their last epoch, so running the same command again continues
 an interrupted reproduction.
 """
@@ -21,6 +22,8 @@ import numpy as np
 
 from jaxseg import flags, plots
 from jaxseg.configs import PRESETS, get_preset
+from jaxseg.data.files import read_image
+from jaxseg.data.sources import recorded_splits
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.pipeline import Loader
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
@@ -139,6 +142,20 @@ def figure(out: Path, method: str, results: dict[str, dict[str, dict]]) -> None:
                           f"region ({METHOD_NAMES[method]})")
 
 
+def enhancement_figure(out: Path, results: dict[str, dict[str, dict]]) -> None:
+  """Figure 2: a training image of each kind, as read, enhanced and augmented as the runs were."""
+  target, summaries = next(iter(results.items()))
+  run = RunFolder(out / "runs" / f"{next(iter(summaries))}-{target}")
+  config, _ = run.read_config()
+  train_examples = recorded_splits(run.read_data_record(), config).train
+  first_of_kind = {}  # by name: the synthetic set's names start with the kind
+  for example in sorted(train_examples, key=lambda example: example.name):
+    first_of_kind.setdefault(example.name.split("_")[0], example)
+  images = [read_image(example.image) for example in first_of_kind.values()][:4]
+  plots.enhancement_figure(images, config.image_size, config.enhance, config.augment,
+                           out / "figure2.png", seed=config.seed)
+
+
 @cli
 def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
@@ -165,11 +182,13 @@ def main(argv=None) -> None:
     (args.out / TABLES[target][0]).write_text(table(target, summaries))
   chosen = args.figure_method or best_method(results)
   figure(args.out, chosen, results)
+  enhancement_figure(args.out, results)
   record = {"command": " ".join(["python experiments/reproduce.py", *argv]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": platform.platform(),
             "figure_method": chosen, "runs": results}
   (args.out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-  print(f"\n{', '.join(TABLES[t][0] for t in targets)}, figure4.png, results.json in {args.out}")
+  print(f"\n{', '.join(TABLES[t][0] for t in targets)}, figure2.png, figure4.png, results.json "
+        f"in {args.out}")
 
 
 if __name__ == "__main__":

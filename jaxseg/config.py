@@ -51,6 +51,8 @@ class Config:
   backbone: str = setting("unet", "the plain paper U-Net, or the encoder of a U-Net: "
                           "vgg19, resnet50, mobilenet, efficientnetb2, densenet121")
   unet_filters: int = setting(64, "first width of the plain U-Net (the paper's: 64)")
+  unet_depth: int = setting(5, "the plain U-Net's poolings: 5 (the paper's) or 4 (the classic "
+                            "U-Net)", choices=(4, 5))
   decoder: str = setting("paper", "decoder: paper (2x2 transposed convs) or smp (nearest "
                          "upsampling, segmentation_models' shape)", choices=("paper", "smp"))
   dropout: float = setting(0.1, "spatial dropout rate after each block's second conv")
@@ -108,6 +110,7 @@ class Config:
   @classmethod
   def from_dict(cls, values: dict) -> Config:
     values = dict(values)
+    values.setdefault("unet_depth", 4)  # runs written before the field had four poolings
     values["enhance"] = Enhance(**values.get("enhance", {}))
     augment = dict(values.get("augment", {}))
     if "scale_range" in augment:
@@ -134,7 +137,7 @@ class Config:
     for field in dataclasses.fields(self):
       choices = field.metadata.get("choices")
       check(choices is None or getattr(self, field.name) in choices, field.name,
-            f"choose from {', '.join(choices or ())}")
+            f"choose from {', '.join(map(str, choices or ()))}")
     check(self.backbone in MODELS, "backbone", f"choose from {', '.join(MODELS)}")
     for name in ("unet_filters", "num_images", "batch_size", "epochs", "figure_images"):
       check(getattr(self, name) >= 1, name, "must be at least 1")

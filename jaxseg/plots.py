@@ -1,4 +1,4 @@
-"""Pictures a person would rather look at than read: training curves and Figure 4 of the paper."""
+"""Pictures a person would rather look at than read: training curves, Figures 2 and 4 of the paper."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxseg.data.augment import Augment, augment_batch  # noqa: E402
+from jaxseg.data.enhance import Enhance  # noqa: E402
+from jaxseg.data.pipeline import prepare_image  # noqa: E402
+
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
+PANEL_INCHES, DPI = 2.0, 100  # Figure 2: one panel per image and row
 
 
 def training_curves(history: list[dict], path: Path, target: str) -> None:
@@ -59,4 +65,37 @@ def prediction_figure(names, images, truths, predictions, path: Path, target: st
     axes[row][0].set_ylabel(name, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def enhancement_figure(images, size: int, enhancement: Enhance, augmentation: Augment,
+                       path: Path, *, augmented_rows: int = 2, seed: int = 0) -> None:
+  """Figure 2: RGB ``images`` resized to ``size``, then as training prepares them (enhanced,
+  through the one path training, evaluation and prediction share), then ``augmented_rows``
+  random augmentations of those, drawn as the train step draws them, on the device.
+
+  One column per image; the figure is ``PANEL_INCHES * DPI`` pixels per panel.
+  """
+  resized = np.stack([prepare_image(image, (size, size), Enhance()) for image in images])
+  enhanced = np.stack([prepare_image(image, (size, size), enhancement) for image in images])
+  augment = jax.jit(augment_batch, static_argnums=3)
+  masks = np.zeros(enhanced.shape[:3], np.uint8)  # augment_batch moves a mask along; none here
+  augmented = [
+    np.clip(np.rint(augment(key, enhanced.astype(np.float32), masks, augmentation)[0]), 0, 255)
+    .astype(np.uint8) for key in jax.random.split(jax.random.key(seed), augmented_rows)
+  ]
+  rows = [("as read", resized),
+          (f"enhanced\n{enhancement.contrast:g} x pixel {enhancement.brightness:+g}"
+           + " + CLAHE" * enhancement.clahe, enhanced),
+          *((f"augmented ({i})", batch) for i, batch in enumerate(augmented, 1))]
+  fig, axes = plt.subplots(len(rows), len(images), squeeze=False,
+                           figsize=(PANEL_INCHES * len(images), PANEL_INCHES * len(rows)))
+  for axes_row, (label, batch) in zip(axes, rows):
+    for ax, image in zip(axes_row, batch):
+      ax.imshow(image)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes_row[0].set_ylabel(label, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=DPI)
   plt.close(fig)

@@ -27,6 +27,36 @@ def test_scores_from_known_counts():
   assert s["per_image_mean_iou"] == pytest.approx(((0.4 + 6 / 12) / 2 + 1) / 2)
 
 
+def test_a_model_that_predicts_nothing_scores_precision_0():
+  truth = np.zeros((3, 4, 4), bool)
+  truth[0, 1:3, 1:3] = True
+  truth[1, 0] = True         # image 2 has no target: prediction and truth are both empty there
+  s = scores(confusion_counts(np.zeros_like(truth), truth))
+  assert s["precision"] == 0 and s["sensitivity"] == 0
+  assert s["iou"] == 0 and s["dice"] == 0
+  assert s["accuracy"] == pytest.approx(40 / 48)
+  assert s["mean_iou"] == pytest.approx(40 / 48 / 2)  # background IoU 40/48, target 0
+  # Per image: 0 where a target was missed, 1 where both are empty.
+  assert s["per_image_dice"] == pytest.approx(1 / 3)
+  assert s["per_image_mean_iou"] == pytest.approx(((12 / 16) / 2 + (12 / 16) / 2 + 1) / 3)
+
+
+def test_empty_prediction_of_an_empty_target_scores_1():
+  empty = np.zeros((2, 4, 4), bool)
+  s = scores(confusion_counts(empty, empty))
+  assert all(s[key] == 1 for key in ("precision", "sensitivity", "iou", "dice", "accuracy",
+                                     "per_image_dice"))
+  # Background IoU is 1 as well, so the means are 1 too.
+  assert s["mean_iou"] == 1 and s["per_image_mean_iou"] == 1
+
+
+def test_foreground_predicted_where_there_is_none_scores_sensitivity_0():
+  pred = np.zeros((1, 4, 4), bool)
+  pred[0, 0, 0] = True
+  s = scores(confusion_counts(pred, np.zeros_like(pred)))
+  assert s["sensitivity"] == 0 and s["precision"] == 0 and s["dice"] == 0
+
+
 def test_jax_and_numpy_counts_agree():
   rng = np.random.default_rng(0)
   pred, truth = rng.random((3, 8, 8)) > 0.5, rng.random((3, 8, 8)) > 0.3

@@ -1,9 +1,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from jaxseg.config import Config
+from jaxseg.errors import JaxsegError
 from jaxseg.models import build_model
 from jaxseg.models.unet import PaperEncoder
 
@@ -12,23 +14,73 @@ def parameter_count(module) -> int:
   return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
-def test_paper_unet_widths():
-  model = build_model(Config(unet_filters=64))
-  assert model.encoder.feature_channels == (64, 128, 256, 512, 1024)
-  assert [b.conv.second.conv.out_features for b in model.blocks] == [512, 256, 128, 64]
-  # Conv 3x3 without bias (BN follows) + BN scale/bias, per double conv; 2x2 transposed convs.
-  def double(cin, cout):
-    return 9 * cin * cout + 9 * cout * cout + 4 * cout
+def variable_count(module) -> int:
+  return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(module)))
+
+
+def double_conv_parameters(cin, cout):
+  # Two 3x3 convs without bias (BatchNorm follows), and each BatchNorm's scale and bias.
+  return 9 * cin * cout + 9 * cout * cout + 4 * cout
+
+
+@pytest.mark.parametrize("depth, decoder_widths, variables", [
+  (5, [1024, 512, 256, 128, 64], 82_447_041),  # the paper's; README's parameter table
+  (4, [512, 256, 128, 64], 31_049_409),        # the classic U-Net
+])
+def test_paper_unet_widths(depth, decoder_widths, variables):
+  model = nnx.eval_shape(lambda: build_model(Config(unet_filters=64, unet_depth=depth)))
   widths = [64, 128, 256, 512, 1024]
-  expected = sum(double(cin, cout) for cin, cout in zip([3, *widths[:-1]], widths))
-  for deep, shallow in zip(widths[:0:-1], widths[-2::-1]):
-    expected += 4 * deep * shallow + shallow + double(2 * shallow, shallow)
+  assert model.encoder.feature_channels[:5] == tuple(widths)
+  assert [b.conv.second.conv.out_features for b in model.blocks] == decoder_widths
+  expected = sum(double_conv_parameters(cin, cout) for cin, cout in zip([3, *widths[:-1]], widths))
+  if depth == 5:  # the central block of two 1024-filter convs on the fifth pool
+    expected += double_conv_parameters(1024, 1024)
+  x_features = 1024
+  for features in decoder_widths:
+    # 2x2 transposed conv with bias, then a double conv on it and the skip of equal width.
+    expected += 4 * x_features * features + features + double_conv_parameters(2 * features, features)
+    x_features = features
   expected += 64 + 1  # 1x1 head
   assert parameter_count(model) == expected
+  assert variable_count(model) == variables  # BatchNorm's running averages included
 
 
-def test_unet_output_matches_input_size_even_when_not_a_multiple_of_16():
-  model = build_model(Config(unet_filters=4))
+def test_paper_unet_bottleneck_is_7x7_at_224():
+  def shapes():  # traced abstractly: shapes without the arithmetic
+    model = build_model(Config(unet_filters=4))
+    model.eval()
+    images = jnp.zeros((1, 224, 224, 3))
+    features = model.encoder(images)
+    return features, model.center(features[-1]), model(images)
+
+  features, center, logits = jax.eval_shape(shapes)
+  assert [f.shape[1:3] for f in features] == [(224 // s,) * 2 for s in (1, 2, 4, 8, 16, 32)]
+  assert center.shape == (1, 7, 7, 64)  # 4 x 16: the paper's 1024 at 64
+  assert logits.shape == (1, 224, 224, 1)
+
+
+def test_plain_unet_and_decoder_start_from_keras_initialisers():
+  """glorot_uniform kernels, zero biases, as Keras (the paper's framework) starts them."""
+  model = build_model(Config(unet_filters=8))
+  convs = [m for _, m in nnx.iter_modules(model) if isinstance(m, (nnx.Conv, nnx.ConvTranspose))]
+  assert any(isinstance(m, nnx.ConvTranspose) for m in convs) and model.center is not None
+  for conv in convs:
+    kernel = np.asarray(conv.kernel[...], np.float64)
+    *window, fan_in, fan_out = kernel.shape
+    variance = 2 / (np.prod(window) * (fan_in + fan_out))
+    # A uniform sample's variance has relative spread sqrt(0.8 / n): allow five of them.
+    tolerance = 5 * np.sqrt(0.8 / kernel.size)
+    assert np.mean(kernel**2) / variance == pytest.approx(1, abs=tolerance), conv
+    assert np.abs(kernel).max() <= np.sqrt(3 * variance)  # uniform's bound: not a normal
+    if conv.bias is not None and conv is not model.head:
+      assert not np.any(conv.bias[...])
+  # The output layer keeps its 10% foreground prior.
+  np.testing.assert_allclose(model.head.bias[...], np.log(0.1 / 0.9), rtol=1e-6)
+
+
+@pytest.mark.parametrize("depth", [5, 4])
+def test_unet_output_matches_input_size_even_when_not_a_multiple_of_its_stride(depth):
+  model = build_model(Config(unet_filters=4, unet_depth=depth))
   model.eval()
   for height, width in ((32, 48), (30, 45)):
     logits = model(jnp.zeros((2, height, width, 3)))
@@ -48,3 +100,17 @@ def test_paper_encoder_strides():
   encoder = PaperEncoder(base_filters=4, rngs=nnx.Rngs(0))
   features = encoder(jnp.zeros((1, 32, 32, 3)))
   assert [f.shape[1] for f in features] == [32 // s for s in encoder.feature_strides]
+
+
+def test_unet_depth_is_five_or_four():
+  with pytest.raises(ValueError, match="unet_depth 3"):
+    PaperEncoder(depth=3, base_filters=4, rngs=nnx.Rngs(0))
+  with pytest.raises(JaxsegError, match="--unet-depth 3: choose from 4, 5"):
+    Config(unet_depth=3).validate()
+
+
+def test_configs_from_before_unet_depth_read_as_four_poolings():
+  saved = Config().to_dict()
+  assert saved["unet_depth"] == 5
+  del saved["unet_depth"]  # as config.json was written before the field
+  assert Config.from_dict(saved).unet_depth == 4

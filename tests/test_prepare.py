@@ -10,8 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxseg import metrics
-from jaxseg.data.enhance import Enhance, enhance
+from jaxseg import metrics, plots
+from jaxseg.config import Config
+from jaxseg.configs import PRESETS
+from jaxseg.data.augment import Augment
+from jaxseg.data.enhance import PRESET_ENHANCE, Enhance, enhance
 from jaxseg.data.masks import target_mask
 from jaxseg.data.otsu import otsu_mask
 
@@ -61,6 +64,26 @@ def test_clahe_changes_low_contrast_image():
   assert out.shape == image.shape and out.dtype == np.uint8
   assert not np.array_equal(out, image)
   assert out.astype(float).std() > image.astype(float).std()
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_enhance_and_config_json_records_it(preset):
+  config = PRESETS[preset]()
+  assert config.enhance.active and config.enhance == PRESET_ENHANCE
+  saved = json.loads(json.dumps(config.to_dict()))  # as config.json holds it
+  assert saved["enhance"]["contrast"] == 1.2 and saved["enhance"]["brightness"] == -30
+  assert Config.from_dict(saved).enhance == config.enhance
+
+
+def test_enhancement_figure_draws_a_panel_per_image_and_row(tmp_path):
+  images = [cell_image(40, shift)[0] for shift in ((0, 0), (3, -2), (-4, 1))]
+  path = tmp_path / "figure2.png"
+  plots.enhancement_figure(images, 16, Enhance(brightness=-30, contrast=1.2), Augment(), path,
+                           augmented_rows=2)
+  figure = cv2.imread(str(path))
+  panel = round(plots.PANEL_INCHES * plots.DPI)
+  assert figure.shape == (4 * panel, 3 * panel, 3)  # as read, enhanced, augmented twice
+  assert figure.std() > 0
 
 
 # Otsu masks.

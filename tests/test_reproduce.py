@@ -67,6 +67,7 @@ def test_results_and_figure(reproduced):
     for method in METHODS:
       assert results["runs"][target][method] == summary(out, method, target)
   assert (out / "figure4.png").stat().st_size > 0
+  assert (out / "figure2.png").stat().st_size > 0
 
 
 def test_rerun_skips_finished_runs_and_resumes_a_stopped_one(reproduced):

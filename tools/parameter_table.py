@@ -21,6 +21,7 @@ from flax import nnx
 from jaxseg.config import Config
 from jaxseg.models import build_model
 from jaxseg.models.backbones import ENCODERS, create_encoder
+from jaxseg.models.unet import UNET_DEPTHS
 from jaxseg.weights import keras_application
 
 
@@ -44,8 +45,9 @@ def main() -> None:
   print("| backbone | Keras encoder (include_top=False) | port encoder | U-Net total "
         "| U-Net trainable |")
   print("|---|---:|---:|---:|---:|")
-  unet_total, unet_trainable = counts(lambda: build_model(Config(backbone="unet")))
-  print(f"| unet (filters 64) | - | - | {unet_total:,} | {unet_trainable:,} |")
+  for depth in UNET_DEPTHS:
+    total, trainable = counts(lambda: build_model(Config(unet_depth=depth)))
+    print(f"| unet (filters 64, depth {depth}) | - | - | {total:,} | {trainable:,} |")
   differing = []
   for name in ENCODERS:
     port, _ = counts(lambda: create_encoder(name, rngs=nnx.Rngs(0)))

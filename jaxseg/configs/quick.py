@@ -4,10 +4,12 @@ Why its learning rate and BatchNorm image count are what they are: docs/training
 """
 
 from jaxseg.config import Config
+from jaxseg.data.enhance import PRESET_ENHANCE
 
 
 def get_config() -> Config:
   return Config(
+    enhance=PRESET_ENHANCE,  # the paper gives no values: see PRESET_ENHANCE for ours
     unet_filters=16,
     num_images=100,
     image_size=128,

@@ -1,7 +1,8 @@
 """The paper's brightness and contrast enhancement, with optional CLAHE.
 
 Applied on the host to 8-bit RGB images, the same way at train, test and predict time, so that
-a model always sees images prepared as it was trained on.
+a model always sees images prepared as it was trained on. The identity (brightness 0,
+contrast 1, no CLAHE) switches it off.
 """
 
 from __future__ import annotations
@@ -51,3 +52,14 @@ def enhance(image: np.ndarray, config: Enhance) -> np.ndarray:
     lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
     image = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
   return image
+
+
+# The presets' enhancement. The paper enhances brightness and contrast but gives no values;
+# its Figure 2 shows brighter, higher-contrast images. 1.2 * pixel - 30 stretches contrast by
+# a fifth about grey 150, between the nuclei and the cytoplasm: nuclei darken, cytoplasm and
+# glass brighten. On 40 synthetic smears at 224px (grey means): glass 214 -> 225, cytoplasm
+# 169 -> 173, nuclei 81 -> 67, so glass-cytoplasm contrast 45 -> 52 and cytoplasm-nucleus
+# 88 -> 106 grey levels; the brightest fifth of the glass saturates at 255, which it may (it
+# holds nothing), as do 0.4% of cytoplasm pixels and no nucleus pixels. A larger stretch
+# (1.3 * pixel - 40) saturates 3% of the cytoplasm.
+PRESET_ENHANCE = Enhance(brightness=-30.0, contrast=1.2)

@@ -26,8 +26,8 @@ def build_model(config: Config, *, load_weights: bool = True) -> UNet:
   rngs = nnx.Rngs(params=config.seed)
   dtype = config.compute_dtype
   if config.backbone == "unet":
-    encoder = PaperEncoder(base_filters=config.unet_filters, dropout=config.dropout, dtype=dtype,
-                           rngs=rngs)
+    encoder = PaperEncoder(depth=config.unet_depth, base_filters=config.unet_filters,
+                           dropout=config.dropout, dtype=dtype, rngs=rngs)
     filters = encoder.feature_channels[-2::-1]
   else:
     encoder = create_encoder(config.backbone, dtype=dtype, rngs=rngs)
@@ -38,9 +38,7 @@ def build_model(config: Config, *, load_weights: bool = True) -> UNet:
     if isinstance(module, nnx.BatchNorm):
       module.momentum = config.batchnorm_momentum
   if load_weights and config.backbone != "unet":
-    from jaxseg.weights.store import (
-      load_encoder_weights,  # the weights import the ports
-    )
+    from jaxseg.weights.store import load_encoder_weights  # it imports the ports
 
     load_encoder_weights(model.encoder, config)
   return model

@@ -13,6 +13,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
+# Keras's default kernel initialiser, which the paper's U-Net and decoder started from; the
+# ports keep Flax's lecun_normal: they are loaded from Keras weights. Biases start at zero.
+KERAS_KERNEL_INIT = nnx.initializers.glorot_uniform()
 
 
 def _named(module: nnx.Module, keras_name: str | None) -> nnx.Module:
@@ -28,6 +31,7 @@ def conv(
   strides: int = 1,
   padding: str = "SAME",
   use_bias: bool = True,
+  kernel_init=nnx.initializers.lecun_normal(),
   keras_name: str | None = None,
   dtype=jnp.float32,
   rngs: nnx.Rngs,
@@ -40,6 +44,7 @@ def conv(
     strides=strides,
     padding=padding,
     use_bias=use_bias,
+    kernel_init=kernel_init,
     dtype=dtype,
     param_dtype=jnp.float32,
     rngs=rngs,
@@ -140,7 +145,8 @@ class ConvBNReLU(nnx.Module):
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
-    self.conv = conv(in_features, out_features, 3, use_bias=False, dtype=dtype, rngs=rngs)
+    self.conv = conv(in_features, out_features, 3, use_bias=False, kernel_init=KERAS_KERNEL_INIT,
+                     dtype=dtype, rngs=rngs)
     self.norm = batch_norm(out_features, dtype=dtype, rngs=rngs)
     # Spatial dropout drops whole feature maps: one mask per (example, channel).
     self.dropout = nnx.Dropout(dropout, broadcast_dims=(1, 2)) if dropout > 0 else None

@@ -3,7 +3,7 @@
 Both are one `UNet`: an encoder that returns feature maps at known strides, an optional
 centre block, and a decoder that doubles the resolution per block, concatenating the
 encoder map of that stride where there is one, up to the input resolution. The plain
-U-Net's encoder is `PaperEncoder` (section 2.4 of the paper); the pretrained ones come
+U-Net's encoder is `PaperEncoder` (section 2.3 of the paper); the pretrained ones come
 from `jaxseg.models.backbones`.
 """
 
@@ -24,6 +24,7 @@ DECODER_FILTERS = (256, 128, 64, 32, 16)
 # or segmentation_models' nearest upsampling.
 DECODERS = ("paper", "smp")
 PRIOR = 0.1  # initial probability of the target at every pixel
+UNET_DEPTHS = (5, 4)  # the plain U-Net's poolings: the paper's, the classic U-Net's
 
 
 class DoubleConv(nnx.Module):
@@ -38,19 +39,24 @@ class DoubleConv(nnx.Module):
 
 
 class PaperEncoder(nnx.Module):
-  """The paper's encoder: double convs of 64-128-256-512 filters with 2x2 max pools, 1024 centre.
+  """The paper's encoder (section 2.3): double convs of 64-128-256-512-1024 filters, 2x2 max pools.
 
-  ``base_filters`` scales every width (64 is the paper's; 16 trains on a CPU in minutes).
-  Input is raw RGB 0..255, scaled to 0..1.
+  ``depth`` counts the poolings. 5 is the paper's: a pool ends each of the five modules, so
+  the deepest map (stride 32, 7x7 at 224) is a pool, and `UNet` adds the central block of
+  two 1024-filter convs on it, as it does on VGG's. 4 is the classic U-Net: the fifth double
+  conv, after the fourth pool, is its centre. ``base_filters`` scales every width (64 is
+  the paper's; 16 trains on a CPU in minutes). Input is raw RGB 0..255, scaled to 0..1.
   """
 
-  feature_strides = (1, 2, 4, 8, 16)
-  needs_center = False
-
-  def __init__(self, *, base_filters: int = 64, dropout: float = 0.0, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(self, *, depth: int = 5, base_filters: int = 64, dropout: float = 0.0,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    if depth not in UNET_DEPTHS:
+      raise ValueError(f"unet_depth {depth}: choose 5 (the paper's) or 4 (the classic U-Net)")
     widths = [base_filters * 2**i for i in range(5)]
-    self.feature_channels = tuple(widths)
+    self.needs_center = depth == 5
+    self.feature_strides = tuple(2**i for i in range(depth + 1))
+    # At depth 5 the deepest map is the fifth pool, as wide as the module it ends.
+    self.feature_channels = tuple(widths + widths[-1:]) if self.needs_center else tuple(widths)
     self.stages = nnx.List([
       DoubleConv(cin, cout, dropout=dropout, dtype=dtype, rngs=rngs)
       for cin, cout in zip([3, *widths[:-1]], widths)
@@ -64,6 +70,8 @@ class PaperEncoder(nnx.Module):
         x = layers.max_pool(x, 2)
       x = stage(x, rngs=rngs)
       features.append(x)
+    if self.needs_center:
+      features.append(layers.max_pool(x, 2))  # the fifth module's pool
     return features
 
 
@@ -74,7 +82,8 @@ class DecoderBlock(nnx.Module):
   def __init__(self, in_features: int, skip_features: int, features: int, *, decoder: str,
                dropout: float, dtype, rngs: nnx.Rngs):
     if decoder == "paper":
-      self.up = nnx.ConvTranspose(in_features, features, (2, 2), strides=(2, 2), dtype=dtype,
+      self.up = nnx.ConvTranspose(in_features, features, (2, 2), strides=(2, 2),
+                                  kernel_init=layers.KERAS_KERNEL_INIT, dtype=dtype,
                                   param_dtype=jnp.float32, rngs=rngs)
       up_features = features
     elif decoder == "smp":
@@ -110,7 +119,8 @@ class UNet(nnx.Module):
     strides = encoder.feature_strides
     channels = encoder.feature_channels
     deepest = channels[-1]
-    # segmentation_models' centre block: a double conv of the same width on VGG's last pool.
+    # A double conv of the same width on a pool: segmentation_models' centre block on VGG's
+    # last pool, and the paper's central block of two 1024-filter convs.
     self.center = (
       DoubleConv(deepest, deepest, dropout=0.0, dtype=dtype, rngs=rngs)
       if encoder.needs_center else None
@@ -127,7 +137,8 @@ class UNet(nnx.Module):
     if stride != 1:
       raise ValueError(f"{len(decoder_filters)} decoder widths cannot undo stride {strides[-1]}")
     self.blocks = nnx.List(blocks)
-    self.head = layers.conv(x_features, out_channels, 1, dtype=dtype, rngs=rngs)
+    self.head = layers.conv(x_features, out_channels, 1, kernel_init=layers.KERAS_KERNEL_INIT,
+                            dtype=dtype, rngs=rngs)
     # Start from a 10% foreground prior, not 50%: while every pixel reads 0.5 the soft
     # Jaccard loss pulls the background down only weakly, and small targets learn late.
     self.head.bias[...] = jnp.full((out_channels,), math.log(PRIOR / (1 - PRIOR)))
