@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.metrics import confusion_counts, scores
 from jaxseg.models import BACKBONES, DECODERS
 from jaxseg.run import RunFolder
+from jaxseg.tensorboard import EpochWriter
 from jaxseg.weights.store import load_encoder_weights
 
 # Flags that override a preset's setting of the same name (None: keep the preset's).
@@ -186,6 +188,7 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
                               "source_size": source_size(loaders["train"])})
     run.rewrite_metrics([])
 
+  board = EpochWriter(run.path, loaders["val"], count=config.figure_images, primary=run.primary)
   train_loader = loaders["train"]
   steps_per_epoch = train_loader.steps(drop_remainder=True)
   started = time.perf_counter()
@@ -206,6 +209,8 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
               "seconds": round(time.perf_counter() - epoch_start, 2)}
     history.append(record)
     run.append_metrics(record)
+    board.write(epoch, record, learning_rate=config.learning_rate,
+                predict=functools.partial(steps.predict, state))
     improved = val["dice"] > best_dice
     best_dice = max(best_dice, val["dice"])
     meta = {"epoch": epoch, "best_dice": best_dice}
@@ -216,6 +221,7 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
                f"val dice {val['dice']:.4f}  iou {val['iou']:.4f}  "
                f"{record['seconds']:.1f}s{'  *best' if improved else ''}")
 
+  board.close()
   state, best_meta = run.restore("best", state)
   test = evaluate_loader(steps, state, loaders["test"])
   summary = {
