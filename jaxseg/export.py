@@ -8,8 +8,9 @@ run's target, (batch, size, size). Bring an image to that size first as training
 (`cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)`). CLAHE runs in OpenCV on
 the host and cannot be exported.
 
-- ``stablehlo``: `jax.export` serialisation, weights inside; `jax.export.deserialize` loads it
-  and ``.call(images)`` runs it, with jax alone.
+- ``stablehlo``: `jax.export` serialisation, weights inside, lowered for CPU and CUDA
+  (``--platforms``); `jax.export.deserialize` loads it and ``.call(images)`` runs it, with
+  jax alone.
 - ``onnx``: through jax2onnx (``pip install -e ".[onnx]"``); checked on export by running a
   random batch through onnxruntime and JAX, the largest difference printed.
 
@@ -38,6 +39,8 @@ from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.predict import TrainedModel
 
 FORMATS = ("stablehlo", "onnx")
+# What a StableHLO export runs on: JAX lowers it for each without needing the device.
+PLATFORMS = ("cpu", "cuda")
 THRESHOLD = 0.5  # what evaluation and `jaxseg.predict` call the target
 # The mask classes each target covers (`jaxseg.data.masks.target_mask`).
 TARGET_CLASSES = {"cytoplasm": [CYTOPLASM, NUCLEUS], "nuclei": [NUCLEUS]}
@@ -76,10 +79,11 @@ def input_spec(config: Config, batch) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct((batch, config.image_size, config.image_size, 3), jnp.uint8)
 
 
-def export_stablehlo(config: Config, network: nnx.Module) -> bytes:
+def export_stablehlo(config: Config, network: nnx.Module,
+                     platforms: tuple[str, ...] = PLATFORMS) -> bytes:
   """The serialised `jax.export.Exported` of `serving_function`, batch size symbolic."""
   batch, = jax.export.symbolic_shape("batch")
-  exported = jax.export.export(jax.jit(serving_function(config, network)))(
+  exported = jax.export.export(jax.jit(serving_function(config, network)), platforms=platforms)(
     input_spec(config, batch))
   return bytes(exported.serialize())
 
@@ -99,17 +103,24 @@ def export_onnx(config: Config, network: nnx.Module, *, check_batch: int = 2,
     model = jax2onnx.to_onnx(function, [input_spec(config, "batch")],
                              model_name=f"jaxseg_{config.backbone}_{config.target}")
   except Exception as error:  # jax2onnx names the JAX operation it has no rule for
-    message = " ".join(str(error).split())
     raise JaxsegError(f"jax2onnx cannot convert the {config.backbone} model: "
-                      f"{type(error).__name__}: {message[:300]}") from None
+                      f"{_one_line(error)}") from None
   data = model.SerializeToString()
   images = np.random.default_rng(seed).integers(
     0, 256, (check_batch, config.image_size, config.image_size, 3), dtype=np.uint8)
   onnxruntime.set_default_logger_severity(3)  # errors only: no shape-merge warnings
-  session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-  ours = session.run(None, {session.get_inputs()[0].name: images})[0]
+  try:
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    ours = session.run(None, {session.get_inputs()[0].name: images})[0]
+  except Exception as error:  # onnxruntime's message names the node and its operation
+    raise JaxsegError(f"onnxruntime rejects the ONNX model jax2onnx made of the "
+                      f"{config.backbone} model: {_one_line(error)}") from None
   difference = float(np.abs(ours - np.asarray(jax.jit(function)(images))).max())
   return data, difference
+
+
+def _one_line(error: Exception, limit: int = 300) -> str:
+  return f"{type(error).__name__}: {' '.join(str(error).split())[:limit]}"
 
 
 def _without_dropout(network: nnx.Module) -> nnx.Module:
@@ -179,7 +190,7 @@ def _write_new(path: Path, data: bytes) -> None:
     raise JaxsegError(f"--out {path}: cannot write it: {error.strerror or error}") from None
 
 
-def export_run(run: Path, form: str, out: Path) -> dict:
+def export_run(run: Path, form: str, out: Path, platforms: tuple[str, ...] = PLATFORMS) -> dict:
   """Export the best checkpoint of ``run`` into ``out`` and ``out``.json; the metadata."""
   if form not in FORMATS:
     raise JaxsegError(f"--format {form!r}: choose from {', '.join(FORMATS)}")
@@ -187,7 +198,8 @@ def export_run(run: Path, form: str, out: Path) -> dict:
   config, network = _load(run)
   info = metadata(config, form)
   if form == "stablehlo":
-    data = export_stablehlo(config, network)
+    data = export_stablehlo(config, network, platforms)
+    info["platforms"] = list(platforms)
   else:
     data, difference = export_onnx(config, network)
     info["onnxruntime_max_abs_difference"] = difference
@@ -205,6 +217,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--format", choices=FORMATS, default="stablehlo")
   parser.add_argument("--out", type=Path, required=True,
                       help="the file to write (a new one); FILE.json beside it")
+  parser.add_argument("--platforms", default=",".join(PLATFORMS),
+                      help="stablehlo: where it may run, separated by commas: cpu, cuda, rocm, tpu")
   return parser.parse_args(argv)
 
 
@@ -212,7 +226,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
   args = parse_args(argv)
   enable_compilation_cache()
-  info = export_run(args.run, args.format, args.out)
+  platforms = tuple(name for name in args.platforms.split(",") if name)
+  unknown = sorted(set(platforms) - {"cpu", "cuda", "rocm", "tpu"})
+  if unknown or not platforms:
+    raise JaxsegError(f"--platforms {args.platforms!r}: choose from cpu, cuda, rocm, tpu")
+  info = export_run(args.run, args.format, args.out, platforms)
   print(f"jaxseg.export: {info['backbone']} {info['target']} model, "
         f"{info['image_size'][0]}x{info['image_size'][1]} uint8 RGB in, probabilities out: "
         f"{args.out} ({args.out.stat().st_size / 2**20:.1f} MiB), {sidecar(args.out)}")
