@@ -27,9 +27,9 @@ def tiny_config(backbone: str) -> Config:
 
 
 def random_network(config: Config, seed: int = 0) -> nnx.Module:
-  """``config``'s network with variables drawn in NumPy: He-scaled kernels, 1-D variables
-  in 0.5..1.5 (BatchNorm variances stay positive). No initialiser is compiled: seconds per
-  encoder instead of most of a minute on 2 cores."""
+  """``config``'s network in eval mode with variables drawn in NumPy: He-scaled kernels,
+  1-D variables in 0.5..1.5 (BatchNorm variances stay positive). No initialiser is compiled:
+  seconds per encoder instead of most of a minute on 2 cores."""
   graph, state = nnx.split(nnx.eval_shape(lambda: engine.new_model(config)))
   rng = np.random.default_rng(seed)
 
@@ -39,7 +39,18 @@ def random_network(config: Config, seed: int = 0) -> nnx.Module:
       return (rng.standard_normal(leaf.shape) * scale).astype(leaf.dtype)
     return rng.uniform(0.5, 1.5, leaf.shape).astype(leaf.dtype)
 
-  return nnx.merge(graph, jax.tree.map(draw, state))
+  network = nnx.merge(graph, jax.tree.map(draw, state))
+  network.eval()
+  # Scale the head so the logits of test images spread over a few units about 0: features
+  # of random encoders without BatchNorm (VGG) are large, and saturated probabilities would
+  # hide any difference.
+  graph, state = nnx.split(network)
+  logits = np.asarray(jax.jit(lambda state, x: nnx.merge(graph, state)(x))(
+    state, random_images(3).astype(np.float32))) - network.head.bias[...]
+  scale = 2 / logits.std()
+  network.head.kernel[...] *= scale
+  network.head.bias[...] = -scale * logits.mean()
+  return network
 
 
 def random_images(count: int, seed: int = 1) -> np.ndarray:
@@ -69,7 +80,8 @@ def model(request):
 
 def test_stablehlo_matches_predict_at_two_batch_sizes(model):
   config, network, images, expected = model
-  exported = jax.export.deserialize(bytearray(export.export_stablehlo(config, network)))
+  data = export.export_stablehlo(config, network, ("cpu",))  # the command's test adds cuda
+  exported = jax.export.deserialize(bytearray(data))
   assert str(exported.in_avals[0].shape[0]) == "batch"
   for count in (1, 3):
     probabilities = np.asarray(exported.call(images[:count]))
@@ -77,10 +89,22 @@ def test_stablehlo_matches_predict_at_two_batch_sizes(model):
     np.testing.assert_allclose(probabilities, expected[:count], rtol=0, atol=1e-5)
 
 
+# What jax2onnx 0.17.1 makes of each model; vgg19, efficientnetb2 and densenet121 convert too
+# (README), but take minutes each on 2 cores: left out here.
+ONNX = {"unet": None, "mobilenet": None, "resnet50": "Concat"}  # None: converts
+
+
 def test_onnx_matches_predict_in_onnxruntime(model):
   onnxruntime = pytest.importorskip("onnxruntime")
   pytest.importorskip("jax2onnx")
   config, network, images, expected = model
+  if config.backbone not in ONNX:
+    pytest.skip("slow to convert; see README")
+  if ONNX[config.backbone] is not None:  # fails in one line, naming the operation
+    with pytest.raises(JaxsegError, match=ONNX[config.backbone]) as error:
+      export.export_onnx(config, network)
+    assert "\n" not in str(error.value)
+    return
   data, difference = export.export_onnx(config, network)
   assert difference <= 1e-4
   session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
