@@ -10,11 +10,10 @@ import pytest
 from jaxseg import tensorboard
 from tests.helpers import train_summary, write_folder
 
-event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
-
 
 def read_events(folder) -> list:
   """Every event of the TFRecord files in ``folder``: length, its CRC, the record, its CRC."""
+  event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
   events = []
   for path in sorted(folder.glob("events.out.tfevents.*")):
     data = path.read_bytes()
@@ -28,6 +27,7 @@ def read_events(folder) -> list:
 
 
 def test_training_writes_scalars_and_images_per_epoch(tmp_path):
+  pytest.importorskip("tensorboardX")
   data = write_folder(tmp_path / "data", 8, size=48)
   workdir = tmp_path / "run"
   train_summary(data, workdir, "--epochs", "2", "--image-size", "32", "--batch-size", "2",
