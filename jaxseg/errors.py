@@ -30,13 +30,16 @@ def cli(main):
   def run(argv=None):
     warnings.formatwarning = _one_line_warning
     try:
-      return main(argv)
+      result = main(argv)
     except JaxsegError as error:
       print(f"jaxseg: error: {error}", file=sys.stderr)
       raise SystemExit(2) from None
     except KeyboardInterrupt:
       print("jaxseg: interrupted", file=sys.stderr)
       raise SystemExit(130) from None
+    # A console script hands main()'s return value to sys.exit, which would print it and
+    # exit 1: only a call from Python (argv given) gets it.
+    return None if argv is None else result
 
   return run
 

@@ -29,6 +29,7 @@ from jaxseg.errors import JaxsegError
 from jaxseg.metrics import confusion_counts, scores
 from jaxseg.models import build_model
 from jaxseg.run import RunFolder
+from jaxseg.tensorboard import EpochWriter
 from jaxseg.weights.store import describe_weights
 
 # Steps between the progress bar's updates: it waits for the step then, so it counts
@@ -175,6 +176,7 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     run.write_data_record(record.describe(source, splits))
     run.rewrite_metrics([])
 
+  board = EpochWriter(run.path, loaders["val"], count=config.figure_images, primary=run.primary)
   started = time.perf_counter()
   for epoch in range(first_epoch, config.epochs + 1):
     epoch_start = time.perf_counter()
@@ -195,11 +197,14 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     record_["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
     history.append(record_)
     run.append_metrics(record_)
+    board.write(epoch, record_, learning_rate=config.learning_rate,
+                predict=lambda images: steps.predict(state, images))
     tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
                f"val dice {val['dice']:.4f}  iou {val['iou']:.4f}  "
                f"{record_['train_images_per_second']:.1f} img/s  "
                f"{record_['seconds']:.1f}s{'  *best' if improved else ''}")
 
+  board.close()
   state, best_meta = run.restore("best", state)
   test = evaluate_loader(steps, state, loaders["test"])
   summary = {

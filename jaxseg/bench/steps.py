@@ -46,14 +46,19 @@ def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.nd
   return images, masks
 
 
-def measure_jaxseg(config: Config, images: np.ndarray, masks: np.ndarray, timing: Timing) -> dict:
-  """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them."""
+def jaxseg_steps(config: Config, images: np.ndarray, masks: np.ndarray) -> tuple:
+  """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them,
+  the placed state and each step's inputs: the arguments of `measure_jitted`."""
   model, state = engine.build(config, build_model(config))
   steps = engine.Steps(model, config.augment, config.batch_size)
   images, masks = steps.batch(images, masks)
   key = jax.random.key(config.seed)
-  return measure_jitted(steps.train, steps.probabilities, steps.place(state),
-                        (images, masks, key), (images,), config.batch_size, timing)
+  return (steps.train, steps.probabilities, steps.place(state), (images, masks, key), (images,))
+
+
+def measure_jaxseg(config: Config, images: np.ndarray, masks: np.ndarray, timing: Timing) -> dict:
+  """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them."""
+  return measure_jitted(*jaxseg_steps(config, images, masks), config.batch_size, timing)
 
 
 def matmul_peak_tflops(size: int, timing: Timing) -> float:

@@ -35,16 +35,23 @@ class Enhance:
     return self.brightness != 0 or self.contrast != 1 or self.clahe
 
 
+def lookup_table(config: Enhance) -> np.ndarray:
+  """Brightness and contrast as the uint8 value of each of the 256 input values.
+
+  cv2.convertScaleAbs without its absolute value, which would turn pixels that a negative
+  brightness takes below 0 bright again. `jaxseg.export` applies the same table in JAX.
+  """
+  table = np.clip(np.rint(np.arange(256) * config.contrast + config.brightness), 0, 255)
+  return table.astype(np.uint8)
+
+
 def enhance(image: np.ndarray, config: Enhance) -> np.ndarray:
   """Enhance an RGB uint8 image (H, W, 3); the identity config returns ``image`` itself."""
   if image.dtype != np.uint8:
     raise ValueError(f"enhance expects a uint8 image, got {image.dtype}")
   if not config.active:
     return image
-  # A lookup table is cv2.convertScaleAbs without its absolute value, which would turn
-  # pixels that a negative brightness takes below 0 bright again.
-  table = np.clip(np.rint(np.arange(256) * config.contrast + config.brightness), 0, 255)
-  image = table.astype(np.uint8)[image]
+  image = lookup_table(config)[image]
   if config.clahe:
     grid = (config.clahe_grid, config.clahe_grid)
     clahe = cv2.createCLAHE(clipLimit=config.clahe_clip, tileGridSize=grid)

@@ -126,11 +126,13 @@ def zero_pad(x: jax.Array, padding: Padding) -> jax.Array:
 
 
 def max_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
-  return nnx.max_pool(x, (size, size), strides=(strides or size,) * 2, padding=padding)
+  return nnx.max_pool(x, window_shape=(size, size), strides=(strides or size,) * 2,
+                      padding=padding)
 
 
 def avg_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
-  return nnx.avg_pool(x, (size, size), strides=(strides or size,) * 2, padding=padding)
+  return nnx.avg_pool(x, window_shape=(size, size), strides=(strides or size,) * 2,
+                      padding=padding)
 
 
 class ConvBNReLU(nnx.Module):
