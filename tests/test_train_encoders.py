@@ -83,6 +83,7 @@ def test_evaluate_and_predict_equal_training_with_imagenet_rescale(data, tmp_pat
                {"backbone": "efficientnetb2", "source": "random weights", "imagenet": True})
   workdir = tmp_path / "run"
   summary = run_train(data, workdir, "--backbone", "efficientnetb2", "--weights", str(weights_file))
+  capsys.readouterr()
   evaluate.main(["--workdir", str(workdir), "--json"])
   assert json.loads(capsys.readouterr().out)["test"] == summary["test"]
 
