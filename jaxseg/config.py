@@ -49,6 +49,10 @@ class Config:
   num_images: int = 419             # synthetic images (the paper's data set has 419)
   synthetic_size: int = 1130
   synthetic_seed: int = 0           # the built-in data set; --seed sets the split and training
+  synthetic_version: int = 2        # the built-in set's generator: 2, or the first, easier 1
+  # Training and validation masks: the data set's own ("exact"), or made from the images by
+  # the paper's Otsu rule ("otsu"); test metrics are always against the data set's masks.
+  labels: str = "exact"
   cache_dir: str = str(default_cache_dir())
   target: str = "nuclei"            # nuclei or cytoplasm
   image_size: int = 224
