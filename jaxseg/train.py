@@ -123,10 +123,11 @@ def make_loaders(config: Config):
   if len(splits.train) < config.batch_size:
     raise JaxsegError(f"{root}: {len(splits.train)} training images are fewer than "
                       f"--batch-size {config.batch_size}")
+  # Test metrics are always against the data set's own masks, whatever training learnt from.
   loaders = {
     split: Loader(getattr(splits, split), image_size=config.image_size, target=config.target,
                   enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
-                  kind=config.loader)
+                  kind=config.loader, labels=config.labels if split != "test" else "exact")
     for split in ("train", "val", "test")
   }
   for split, loader in loaders.items():  # every file read once, before training starts
@@ -225,6 +226,7 @@ def train(run: RunFolder, config: Config, preset: str, resume: bool) -> dict:
     "weights": weights,
     "data_root": root,
     "images": {split: len(loader) for split, loader in loaders.items()},
+    "labels": {"train": config.labels, "val": config.labels, "test": "exact"},
     "best_epoch": best_meta["epoch"],
     "val_dice": best_meta["best_dice"],
     "test": test,

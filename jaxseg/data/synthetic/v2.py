@@ -48,7 +48,7 @@ class _CellType:
   """How one type of cell looks; lengths in micrometres."""
 
   diameter: tuple[float, float]
-  nucleus: tuple[float, float]  # diameter, or, where ``by_ratio``, nucleus/cell area ratio
+  nucleus: tuple[float, float]  # diameter, or, where ``by_ratio``, about the N/C area ratio
   by_ratio: bool
   elongation: tuple[float, float]
   outline: str  # polygon (flat squamous), round, or ragged (metaplastic processes)
@@ -91,13 +91,12 @@ _TYPES = {
     outline="polygon", cytoplasm=(0.3, 0.6), stains=(0.6, 0.3, 0.1),
     nucleus_density=(1.0, 1.5), chromatin=0.35, grain=0.8, irregularity=0.3,
     cavity_chance=0.9, binucleate_chance=0.25),
-  # HSIL: small immature cells, nucleus up to 0.7 of the cell's area, hyperchromatic,
-  # coarse chromatin, notched membrane.
+  # HSIL: small immature cells, nucleus up to about 0.7 of the cell's area (its notches take
+  # some of the share asked for), hyperchromatic, coarse chromatin, notched membrane.
   "hsil": _CellType(
-    diameter=(12, 24), nucleus=(0.35, 0.7), by_ratio=True, elongation=(1.0, 1.4),
+    diameter=(12, 24), nucleus=(0.35, 0.85), by_ratio=True, elongation=(1.0, 1.3),
     outline="round", cytoplasm=(0.45, 0.85), stains=(0.8, 0.15, 0.05),
-    nucleus_density=(1.3, 1.9), chromatin=0.5, grain=1.0, irregularity=0.35,
-    binucleate_chance=0.05),
+    nucleus_density=(1.1, 1.8), chromatin=0.5, grain=1.0, irregularity=0.35),
 }
 
 
@@ -116,7 +115,7 @@ _KINDS = {
     "superficial": 0.3, "intermediate": 0.45, "parabasal": 0.1, "metaplastic": 0.15}),
   "lsil": _Kind(cells=(5, 30), bare_nuclei=3.0, mix={
     "koilocyte": 0.4, "superficial": 0.2, "intermediate": 0.3, "metaplastic": 0.1}),
-  "hsil": _Kind(cells=(10, 40), bare_nuclei=6.0, crowded="hsil", mix={
+  "hsil": _Kind(cells=(10, 40), bare_nuclei=10.0, crowded="hsil", mix={
     "hsil": 0.55, "superficial": 0.1, "intermediate": 0.2, "metaplastic": 0.1,
     "parabasal": 0.05}),
 }
@@ -160,7 +159,7 @@ def _stain_batch(rng) -> _Stains:
   """Haematoxylin between blue and purple, at its own strength; counterstains often faded."""
   mix = rng.uniform()
   haematoxylin = (1 - mix) * _HAEMATOXYLIN_BLUE + mix * _HAEMATOXYLIN_PURPLE
-  haematoxylin *= rng.uniform(0.6, 1.35)
+  haematoxylin *= rng.uniform(0.5, 1.4)
   counterstains = _COUNTERSTAINS * rng.uniform(0.85, 1.15, (3, 3)) * rng.uniform(0.45, 1.1)
   return _Stains(haematoxylin.astype(np.float32), counterstains.astype(np.float32))
 
@@ -230,9 +229,9 @@ def _next_to(rng, group, diameter, start, crowded):
 
 
 def _focus_depth(rng, px):
-  """Blur of one cell: most are sharp, nearly one in three lies well off the focal plane."""
+  """Blur of one cell: most are sharp, about one in three lies well off the focal plane."""
   depth = abs(rng.normal(0, 0.3))
-  if rng.random() < 0.3:
+  if rng.random() < 0.35:
     depth += rng.uniform(0.6, 2.0)
   return depth * px
 
@@ -259,7 +258,7 @@ def _paint_cell(density, mask, rng, cell, px, stains):
   if not cytoplasm.any():
     return
   inside = cv2.distanceTransform(cytoplasm, cv2.DIST_L2, 3)
-  rim = max(1.0 * px, 1.0)  # cytoplasm left round every nucleus
+  rim = max(0.5 * px, 2.0)  # cytoplasm left round every nucleus
 
   thickness = _cytoplasm_thickness(rng, cell_type, cytoplasm, inside, px)
   room = inside
@@ -271,25 +270,28 @@ def _paint_cell(density, mask, rng, cell, px, stains):
       edge = cv2.dilate(cavity, np.ones((draw.odd_width(1.2, px),) * 2, np.uint8)) - cavity
       thickness *= 1 - 0.85 * cavity.astype(np.float32)
       thickness += 0.7 * (edge & cytoplasm)
-  nucleus_diameter = rng.uniform(*cell_type.nucleus) * px
-  if cell_type.by_ratio:  # area ratio -> diameter
-    nucleus_diameter = cell.diameter * np.sqrt(rng.uniform(*cell_type.nucleus))
-  nuclei = 2 if rng.random() < cell_type.binucleate_chance else 1
-  nucleus_diameter *= 0.8 if nuclei == 2 else 1
   nucleus = np.zeros(shape, np.uint8)
-  centres = []
-  for _ in range(nuclei):
-    placed = _place_nucleus(rng, room, nucleus_diameter, cell_type.irregularity, rim, centres)
-    if placed is None:
-      break
-    outline_, centre = placed
-    centres.append(centre)
-    nucleus |= draw.fill(shape, outline_, 0)
-  nucleus &= cytoplasm  # already inside by construction; the mask must never say otherwise
+  if cell_type.by_ratio:  # the nucleus fills a share of the cell: a shrunk, rougher outline
+    nucleus_outline = _filling_nucleus(rng, outline, rng.uniform(*cell_type.nucleus),
+                                       cell_type.irregularity)
+    nucleus = draw.fill(shape, nucleus_outline, origin) & (inside >= rim).astype(np.uint8)
+  else:
+    nuclei = 2 if rng.random() < cell_type.binucleate_chance else 1
+    nucleus_diameter = rng.uniform(*cell_type.nucleus) * px * (0.8 if nuclei == 2 else 1)
+    centres = []
+    for _ in range(nuclei):
+      placed = _place_nucleus(rng, room, nucleus_diameter, cell_type.irregularity, rim, centres)
+      if placed is None:
+        break
+      nucleus_outline, centre = placed
+      centres.append(centre)
+      nucleus |= draw.fill(shape, nucleus_outline, 0)
+  # Inside by construction, up to rasterising; the mask must never say otherwise.
+  nucleus &= cv2.erode(cytoplasm, np.ones((3, 3), np.uint8))
 
   colour = stains.counterstains[rng.choice(3, p=cell_type.stains)] * rng.uniform(0.9, 1.1, 3)
   cell_density = thickness[..., None] * colour.astype(np.float32)
-  if centres:
+  if nucleus.any():
     nucleus_colour = stains.haematoxylin * rng.uniform(*cell_type.nucleus_density)
     _add_nucleus(cell_density, rng, cell_type, nucleus, nucleus_colour, px)
   if cell.focus > 0.7:  # finer blur than the optics' own is not worth its time
@@ -325,28 +327,41 @@ def _cavity(rng, inside, diameter, rim):
   return draw.fill(inside.shape, outline, 0) & (inside >= rim).astype(np.uint8)
 
 
+def _filling_nucleus(rng, outline, ratio, irregularity):
+  """A nucleus of about ``ratio`` of the cell's area: the cell's outline shrunk about its
+  centre, its radius cut in by smooth notches (never pushed out, so it stays inside)."""
+  centre = outline.mean(axis=0)
+  offsets = outline - centre
+  angles = np.arctan2(offsets[:, 1], offsets[:, 0])
+  harmonics = np.arange(2, 9)[:, None]
+  amplitudes = rng.uniform(0, irregularity, (len(harmonics), 1)) / harmonics
+  phases = rng.uniform(0, 2 * np.pi, (len(harmonics), 1))
+  wobble = 1 + (amplitudes * np.cos(harmonics * angles + phases)).sum(axis=0)
+  return centre + offsets * (np.sqrt(ratio) * wobble / wobble.max())[:, None]
+
+
 def _place_nucleus(rng, room, diameter, irregularity, rim, others):
   """(outline, centre) of a nucleus where the distance map ``room`` leaves space; shrunk
   where the cell is too small, away from the nuclei in ``others``; None where none fits."""
-  reach = 1 + 1.5 * irregularity  # the outline's wobble can reach this far past its radius
   radii = draw.ellipse_radii(rng, diameter, (1.0, 1.4))
-  need = radii.max() * reach + rim
+  outline = draw.wobbly_outline(rng, np.zeros(2), radii, irregularity)
+  reach = np.hypot(*outline.T).max()  # farthest point from the centre
   largest = room.max()
-  if need > largest:
-    radii *= max(largest - rim, 0) / (radii.max() * reach)
-    need = largest
-  if radii.max() < 0.75:
+  if reach + rim > largest:
+    outline *= max(largest - rim, 0) / reach
+    reach = largest - rim
+  if reach < 0.75:
     return None
-  fits = room >= need
+  fits = room >= min(reach + rim, largest)
   for centre in others:  # binucleate: the second nucleus beside the first
     rows, columns = np.ogrid[: room.shape[0], : room.shape[1]]
-    fits &= np.hypot(columns - centre[0], rows - centre[1]) > 2.05 * radii.max() * reach
+    fits &= np.hypot(columns - centre[0], rows - centre[1]) > 2.05 * reach
   rows, columns = np.nonzero(fits)
   if not len(rows):
     return None
   pick = rng.integers(len(rows))
   centre = np.array([columns[pick], rows[pick]], np.float64)
-  return draw.wobbly_outline(rng, centre, radii, irregularity), centre
+  return outline + centre, centre
 
 
 def _add_nucleus(cell_density, rng, cell_type, nucleus, colour, px):
@@ -435,7 +450,7 @@ def _candida(density, rng, size, px):
 
 def _bare_nucleus(density, rng, centre, px, stains):
   """A nucleus stripped of its cytoplasm (cytolysis, or fragile abnormal cells): pale or dark."""
-  radii = draw.ellipse_radii(rng, rng.uniform(7, 12) * px, (1.0, 1.4))
+  radii = draw.ellipse_radii(rng, rng.uniform(7, 14) * px, (1.0, 1.4))
   outline = draw.wobbly_outline(rng, centre, radii, 0.15)
   colour = (stains.haematoxylin * rng.uniform(0.5, 1.6)).tolist()
   cv2.fillPoly(density, [np.round(outline * 16).astype(np.int32)], colour, cv2.LINE_AA, shift=4)
@@ -448,7 +463,7 @@ def _neutrophils(density, rng, spot, px, stains):
     for point in centre + rng.normal(0, spread, (rng.integers(3, 15), 2)):
       cv2.circle(density, draw.pixel(point), draw.width(rng.uniform(5, 6) * px, 1),
                  (0.06, 0.05, 0.04), -1, cv2.LINE_AA)
-      colour = (stains.haematoxylin * rng.uniform(0.8, 1.2)).tolist()
+      colour = (stains.haematoxylin * rng.uniform(0.9, 1.4)).tolist()
       for lobe in point + rng.normal(0, 1.6 * px, (rng.integers(3, 6), 2)):
         cv2.circle(density, draw.pixel(lobe), draw.width(rng.uniform(1.1, 1.6) * px, 1), colour,
                    -1, cv2.LINE_AA)
