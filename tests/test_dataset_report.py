@@ -12,7 +12,7 @@ from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("dataset_report", REPO / "tools" / "dataset_report.py")
+spec = importlib.util.spec_from_file_location("dataset_report", REPO / "tools/dataset_report.py")
 report_tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(report_tool)
 

@@ -102,7 +102,8 @@ def test_otsu_labels_are_the_papers_masks_of_the_images(tmp_path):
   np.testing.assert_array_equal(images, same_images)
   for example, mask in zip(examples, masks):
     image, _ = read_example(example)
-    expected = cv2.resize(otsu_mask(image, "cytoplasm"), (32, 32), interpolation=cv2.INTER_NEAREST)
+    expected = cv2.resize(otsu_mask(image, "cytoplasm"), (32, 32),
+                          interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(mask, expected)
   assert not np.array_equal(masks, exact_masks)
   with pytest.raises(JaxsegError, match="labels 'paper'"):

@@ -33,10 +33,10 @@ from tqdm import tqdm
 from jaxseg import metrics
 from jaxseg.config import Config
 from jaxseg.configs import quick
+from jaxseg.data.enhance import Enhance
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import BACKGROUND, NUCLEUS, TARGETS, target_mask
 from jaxseg.data.otsu import otsu_mask
-from jaxseg.data.enhance import Enhance
 from jaxseg.data.pipeline import prepare_image, read_example
 from jaxseg.data.sources import dataset_root
 from jaxseg.errors import ArgumentParser, DataError, cli
@@ -236,7 +236,7 @@ def print_report(report: dict) -> None:
       form = "{:8.0f}" if key == "nucleus_area_px" else "{:8.3f}"
       cells = [form.format(stats[p]) for p in ("p10", "median", "p90")] if stats["count"] else []
       row += f"   {' /'.join(cells) if cells else '      none':<34s}"
-    print(row)
+    print(row.rstrip())
   thresholds = report["saturation_thresholds"]
   print(f"\nbaselines on the test split ({split['test']} images, size {report['image_size']}), "
         "pooled IoU / Dice; saturation "

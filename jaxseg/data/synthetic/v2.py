@@ -16,6 +16,7 @@ distance transform of its own cell's polygon leaves room for it, so it always li
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -123,7 +124,7 @@ _KINDS = {
 
 @dataclass(frozen=True)
 class _Stains:
-  """One slide's staining and one photograph's colour."""
+  """One slide's staining: its haematoxylin and counterstains (light green, eosin, orange G)."""
 
   haematoxylin: np.ndarray
   counterstains: np.ndarray
@@ -438,7 +439,7 @@ def _candida(density, rng, size, px):
     path = draw.strand(rng, size, px, 12, turn=0.3, points=rng.integers(5, 20))
     colour = (_FUNGUS_OD * rng.uniform(0.4, 0.8)).tolist()
     tube = draw.width(2.5 * px, 1)
-    for start, end in zip(path[:-1], path[1:]):
+    for start, end in itertools.pairwise(path):
       shorter = (end - start) * 0.08  # the pinch between segments
       cv2.line(density, draw.pixel(start + shorter), draw.pixel(end - shorter), colour, tube,
                cv2.LINE_AA)
