@@ -76,6 +76,11 @@ class Config:
   synthetic_size: int = setting(1130, "side of the synthetic images, in pixels")
   synthetic_seed: int = setting(0, "the built-in data set's seed (--seed sets the split and "
                                 "training)")
+  synthetic_version: int = setting(2, "the built-in set's generator: 2, or the first, easier 1",
+                                   choices=(1, 2))
+  labels: str = setting("exact", "training and validation masks: the data set's own (exact), or "
+                        "made from the images by the paper's Otsu rule (otsu); test metrics are "
+                        "always against the data set's masks", choices=("exact", "otsu"))
   cache_dir: str | None = setting(None, "where synthetic data and converted weights are kept "
                                   "(default: $JAXSEG_CACHE, else ~/.cache/jaxseg)")
   target: str = setting("nuclei", "nuclei (class 2) or cytoplasm (the whole cell)",

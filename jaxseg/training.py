@@ -106,10 +106,11 @@ def make_loaders(config: Config, splits: Splits, names=("train", "val", "test"))
   if "train" in names and len(splits.train) < config.batch_size:
     raise JaxsegError(f"{len(splits.train)} training images are fewer than --batch-size "
                       f"{config.batch_size}")
+  # Test metrics are always against the data set's own masks, whatever training learnt from.
   loaders = {
     name: Loader(getattr(splits, name), image_size=config.image_size, target=config.target,
                  enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
-                 kind=config.loader)
+                 kind=config.loader, labels=config.labels if name != "test" else "exact")
     for name in names
   }
   for name, loader in loaders.items():
@@ -212,6 +213,7 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     "target": config.target,
     "backbone": config.backbone,
     "weights": weights,
+    "labels": {"train": config.labels, "val": config.labels, "test": "exact"},
     "data_root": source,
     "images": {split: len(loader) for split, loader in loaders.items()},
     "best_epoch": best_meta["epoch"],

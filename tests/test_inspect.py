@@ -50,9 +50,10 @@ def test_blocks_add_up_to_the_model(capsys):
   blocks = inspect.main(["--backbone", "unet", "--unet-filters", "4", "--image-size", "32"])
   names = [block.name for block in blocks]
   assert names == ["encoder /1", "encoder /2", "encoder /4", "encoder /8", "encoder /16",
-                   "decoder 1", "decoder 2", "decoder 3", "decoder 4", "head"]
-  assert [block.output_shape for block in blocks[:5]] == [
-    (32, 32, 4), (16, 16, 8), (8, 8, 16), (4, 4, 32), (2, 2, 64)]
+                   "encoder /32", "centre", "decoder 1", "decoder 2", "decoder 3", "decoder 4",
+                   "decoder 5", "head"]
+  assert [block.output_shape for block in blocks[:7]] == [
+    (32, 32, 4), (16, 16, 8), (8, 8, 16), (4, 4, 32), (2, 2, 64), (1, 1, 64), (1, 1, 64)]
   assert blocks[-1].output_shape == (32, 32, 1)
   network = inspect.abstract_network(TINY)
   assert sum(block.variables for block in blocks) == inspect.variable_count(network)

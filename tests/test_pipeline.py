@@ -1,8 +1,12 @@
+import cv2
 import numpy as np
 import pytest
 
+from jaxseg.data.enhance import Enhance
 from jaxseg.data.folder import split_dataset
-from jaxseg.errors import DataError
+from jaxseg.data.otsu import otsu_mask
+from jaxseg.data.pipeline import Loader, read_example
+from jaxseg.errors import DataError, JaxsegError
 from tests.helpers import loader, write_folder
 
 
@@ -84,3 +88,24 @@ def test_bad_mask_stops_before_training(tmp_path, kind):
   all_examples = examples.train + examples.val + examples.test
   with pytest.raises(DataError, match=r"img_00[13]\.png: mask"):
     loader(sorted(all_examples, key=lambda e: e.name), kind).warm()
+
+
+def test_otsu_labels_are_the_papers_masks_of_the_images(tmp_path):
+  root = write_folder(tmp_path / "data", 3, size=64)
+  examples = split_dataset(root, test_fraction=0.3, val_fraction=0.5, seed=0).train
+  made = Loader(examples, image_size=32, target="cytoplasm", enhancement=Enhance(), batch_size=3,
+                seed=0, kind="plain", labels="otsu")
+  exact = Loader(examples, image_size=32, target="cytoplasm", enhancement=Enhance(),
+                 batch_size=3, seed=0, kind="plain")
+  (images, masks), = made.epoch(shuffle=False, drop_remainder=False)
+  (same_images, exact_masks), = exact.epoch(shuffle=False, drop_remainder=False)
+  np.testing.assert_array_equal(images, same_images)
+  for example, mask in zip(examples, masks):
+    image, _ = read_example(example)
+    expected = cv2.resize(otsu_mask(image, "cytoplasm"), (32, 32),
+                          interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(mask, expected)
+  assert not np.array_equal(masks, exact_masks)
+  with pytest.raises(JaxsegError, match="labels 'paper'"):
+    Loader(examples, image_size=32, target="nuclei", enhancement=Enhance(), batch_size=3, seed=0,
+           labels="paper")

@@ -7,6 +7,7 @@ import pytest
 
 from jaxseg.data import synthetic
 from jaxseg.data.masks import BACKGROUND, CYTOPLASM, NUCLEUS
+from jaxseg.data.synthetic import v2
 from jaxseg.errors import DataError
 
 SIZE = 256  # small images keep the tests fast; shapes scale with the size
@@ -66,12 +67,28 @@ def test_pixels_agree_with_the_mask(samples):
   assert means[0] < means[1] - 20 and means[1] < means[2] - 10
 
 
-def test_hsil_nuclei_are_large_for_their_cells(samples):
-  def nucleus_to_cell(kind):
-    masks = [mask for index, (_, mask) in samples.items() if synthetic.kind_of(index, 0) == kind]
-    return np.mean([(mask == NUCLEUS).sum() / (mask != BACKGROUND).sum() for mask in masks])
+def nucleus_to_cell_ratios(type_name, size=400, count=12):
+  """Nucleus/cell area ratios of ``count`` cells of one type, each painted alone."""
+  rng = np.random.default_rng(1)
+  px = v2.PIXELS_PER_UM * size / 1130
+  stains = v2._stain_batch(rng)
+  ratios = []
+  for _ in range(count):
+    cell_type = v2._TYPES[type_name]
+    diameter = rng.uniform(*cell_type.diameter) * px
+    cell = v2._Cell(cell_type, np.array([size / 2, size / 2]), diameter, focus=0.0)
+    mask = np.zeros((size, size), np.uint8)
+    v2._paint_cell(np.zeros((size, size, 3), np.float32), mask, rng, cell, px, stains)
+    ratios.append((mask == NUCLEUS).sum() / (mask != BACKGROUND).sum())
+  return np.array(ratios)
 
-  assert nucleus_to_cell("hsil") > 3 * nucleus_to_cell("nsil")
+
+def test_hsil_nuclei_are_large_for_their_cells_and_not_only_theirs():
+  hsil = nucleus_to_cell_ratios("hsil")
+  assert np.median(hsil) > 0.3 and hsil.max() <= 0.7
+  assert np.median(hsil) > 5 * np.median(nucleus_to_cell_ratios("intermediate"))
+  # Normal immature cells have a high ratio too: it does not tell HSIL by itself.
+  assert np.median(nucleus_to_cell_ratios("parabasal")) > 0.15
 
 
 def read_set(root):
@@ -99,7 +116,7 @@ def test_write_synthetic_writes_image_mask_pairs_once(tmp_path):
     np.testing.assert_array_equal(masks[stem], mask)
   manifest = json.loads((root / "manifest.json").read_text())
   kinds = {stem: stem.split("_")[0] for stem in stems}
-  assert manifest == {"seed": 0, "size": SIZE, "num_images": 3, "kinds": kinds}
+  assert manifest == {"version": 2, "seed": 0, "size": SIZE, "num_images": 3, "kinds": kinds}
 
   stamps = file_stamps(root)
   assert synthetic.write_synthetic(root, 3, size=SIZE, progress=False) == root
@@ -120,10 +137,10 @@ def test_a_larger_set_begins_with_the_smaller_one(tmp_path):
 def test_write_synthetic_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
   real_generate = synthetic.generate_sample
 
-  def failing_generate(seed, index, size):
+  def failing_generate(seed, index, size, version):
     if index == 1:
       raise KeyboardInterrupt
-    return real_generate(seed, index, size)
+    return real_generate(seed, index, size, version)
 
   monkeypatch.setattr(synthetic, "generate_sample", failing_generate)
   with pytest.raises(KeyboardInterrupt):
@@ -136,3 +153,66 @@ def test_write_synthetic_refuses_a_folder_of_other_files(tmp_path):
   with pytest.raises(DataError, match="not a synthetic data set"):
     synthetic.write_synthetic(tmp_path, 1, size=SIZE, progress=False)
   assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_the_version_is_part_of_the_cache_key(tmp_path):
+  roots = {synthetic.default_root(tmp_path, 3, 0, SIZE, version) for version in (1, 2)}
+  assert len(roots) == 2
+  root = tmp_path / "set"
+  v1_images, _ = read_set(synthetic.write_synthetic(root, 2, size=SIZE, progress=False, version=1))
+  manifest_path = root / "manifest.json"
+  manifest = json.loads(manifest_path.read_text())
+  assert manifest["version"] == 1
+  del manifest["version"]  # as version 1 wrote it, before versions had a number
+  manifest_path.write_text(json.dumps(manifest))
+  v2_images, _ = read_set(synthetic.write_synthetic(root, 2, size=SIZE, progress=False))
+  assert json.loads(manifest_path.read_text())["version"] == 2
+  for stem, image in v2_images.items():
+    v2_image, _ = synthetic.generate_sample(0, int(stem.split("_")[1]), SIZE)
+    np.testing.assert_array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), v2_image)
+    assert not np.array_equal(image, v1_images[stem])
+
+
+def test_version_1_is_still_made_and_an_unknown_version_refused():
+  image, mask = synthetic.generate_sample(0, 0, SIZE, version=1)
+  again, _ = synthetic.generate_sample(0, 0, SIZE, version=1)
+  np.testing.assert_array_equal(image, again)
+  assert not np.array_equal(image, synthetic.generate_sample(0, 0, SIZE)[0])
+  assert set(np.unique(mask).tolist()) == {BACKGROUND, CYTOPLASM, NUCLEUS}
+  with pytest.raises(DataError, match="synthetic_version 3"):
+    synthetic.generate_sample(0, 0, SIZE, version=3)
+
+
+@pytest.mark.parametrize("size", [96, 400])
+def test_every_nucleus_lies_inside_its_own_cell(size):
+  # Painted one at a time, each cell's nucleus pixels are a subset of its own cell's, with
+  # cytoplasm all round it (small sizes shrink nuclei to fit, large ones place them freely).
+  rng = np.random.default_rng(0)
+  for kind in ("hsil", "lsil", "nsil"):
+    cells = v2._lay_out_cells(rng, v2._KINDS[kind], size, v2.PIXELS_PER_UM * size / 1130)
+    stains = v2._stain_batch(rng)
+    for cell in cells:
+      mask = np.zeros((size, size), np.uint8)
+      v2._paint_cell(np.zeros((size, size, 3), np.float32), mask, rng, cell, 5 * size / 1130,
+                     stains)
+      nucleus = (mask == NUCLEUS).astype(np.uint8)
+      ring = cv2.dilate(nucleus, np.ones((3, 3), np.uint8)) - nucleus
+      assert not (ring & (mask == BACKGROUND)).any()
+
+
+def test_look_alikes_change_the_image_never_the_mask(monkeypatch):
+  for kind in ("hsil", "nsil"):
+    image, mask = v2.sample((0, 1, 5), kind, SIZE)
+    bare_image, bare_mask = v2.sample((0, 1, 5), kind, SIZE, lookalikes=False)
+    np.testing.assert_array_equal(mask, bare_mask)
+    assert not np.array_equal(image, bare_image)
+  # Without cells, what is left (red cells, neutrophils, bare nuclei, bacteria, fungi, mucus)
+  # is background, though dark and coloured.
+  monkeypatch.setattr(v2, "_lay_out_cells", lambda *args: [])
+  darkest = []
+  for index in range(4):
+    image, mask = v2.sample((0, 1, index), "hsil", SIZE)
+    assert not mask.any()
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    darkest.append(np.median(gray) - np.percentile(gray, 0.1))
+  assert max(darkest) > 60

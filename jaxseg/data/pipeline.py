@@ -26,9 +26,12 @@ from jaxseg.data.enhance import Enhance, enhance
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.folder import Example
 from jaxseg.data.masks import check_mask_values, target_mask
-from jaxseg.errors import DataError
+from jaxseg.data.otsu import otsu_mask
+from jaxseg.errors import DataError, JaxsegError
 
 Batch = tuple[np.ndarray, np.ndarray]
+# Where masks come from: the data set's ("exact"), or the paper's Otsu rule on the image.
+LABELS = ("exact", "otsu")
 
 
 def read_example(example: Example) -> tuple[np.ndarray, np.ndarray]:
@@ -43,11 +46,17 @@ def read_example(example: Example) -> tuple[np.ndarray, np.ndarray]:
   return image, mask
 
 
-def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance):
-  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair."""
+def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance,
+                   labels: str = "exact"):
+  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair.
+
+  With ``labels="otsu"`` the mask is made from the full-size image by the paper's rule, as
+  tools/make_masks.py makes it, instead of read from the data set.
+  """
   image, mask = read_example(example)
   size = (image_size, image_size)
-  mask = cv2.resize(target_mask(mask, target), size, interpolation=cv2.INTER_NEAREST)
+  mask = otsu_mask(image, target) if labels == "otsu" else target_mask(mask, target)
+  mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
   return prepare_image(image, size, enhancement), mask
 
 
@@ -77,7 +86,10 @@ class Loader:
   """Batches of one split; ``epoch(i)`` is shuffled by (seed, i), so a resumed run repeats it."""
 
   def __init__(self, examples: Sequence[Example], *, image_size: int, target: str,
-               enhancement: Enhance, batch_size: int, seed: int, kind: str = "auto"):
+               enhancement: Enhance, batch_size: int, seed: int, kind: str = "auto",
+               labels: str = "exact"):
+    if labels not in LABELS:
+      raise JaxsegError(f"labels {labels!r}: choose {' or '.join(LABELS)}")
     if kind == "auto":
       kind = "tf" if tensorflow_available() else "plain"
     if kind not in ("tf", "plain"):
@@ -86,7 +98,8 @@ class Loader:
     self.examples = list(examples)
     self.batch_size = batch_size
     self.seed = seed
-    self._decode_args = dict(image_size=image_size, target=target, enhancement=enhancement)
+    self._decode_args = dict(image_size=image_size, target=target, enhancement=enhancement,
+                             labels=labels)
     self._cached = None
     self._tf_arrays = None
 

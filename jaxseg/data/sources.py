@@ -15,9 +15,10 @@ def dataset_root(config: Config) -> Path:
   """The folder-format data set of ``config.data``, writing the synthetic one on first use."""
   if config.data == "synthetic":
     root = synthetic.default_root(config.cache_path, config.num_images,
-                                  config.synthetic_seed, config.synthetic_size)
+                                  config.synthetic_seed, config.synthetic_size,
+                                  config.synthetic_version)
     return synthetic.write_synthetic(root, config.num_images, seed=config.synthetic_seed,
-                                     size=config.synthetic_size)
+                                     size=config.synthetic_size, version=config.synthetic_version)
   return Path(config.data).expanduser().absolute()
 
 
