@@ -6,6 +6,7 @@ RUN/data.json            the split: every file of train, validation and test, fi
 RUN/metrics.jsonl        one line per epoch
 RUN/checkpoints/latest/  the last finished epoch (what --resume continues)
 RUN/checkpoints/best/    the epoch with the best validation Dice (what evaluate reloads)
+RUN/tensorboard/         TensorBoard events of each epoch (where tensorboardX is installed)
 RUN/summary.json         the final test metrics, written when training ends
 ```
 
@@ -52,6 +53,7 @@ class RunFolder:
     self.metrics_file = self.path / "metrics.jsonl"
     self.summary_file = self.path / "summary.json"
     self.data_file = self.path / "data.json"
+    self.tensorboard_dir = self.path / "tensorboard"
     self.curves_file = self.path / "training_curves.png"
     self.figure_file = self.path / "predictions.png"
     self._managers = {}
@@ -77,7 +79,8 @@ class RunFolder:
     again; the folder itself only where this run created it."""
     for name in (self.config_file, self.data_file, self.metrics_file):
       name.unlink(missing_ok=True)
-    shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+    for folder in (self.path / "checkpoints", self.tensorboard_dir):
+      shutil.rmtree(folder, ignore_errors=True)
     if created_folder and self.path.is_dir() and not any(self.path.iterdir()):
       self.path.rmdir()
 

@@ -17,14 +17,12 @@ import numpy as np
 
 from jaxseg import plots
 
-FOLDER = "tensorboard"
-
-
 class EpochWriter:
   """Per-epoch TensorBoard summaries of one run; every process calls it, process 0 writes."""
 
-  def __init__(self, run_path: Path, loader=None, *, count: int = 3, primary: bool = True):
-    """``loader``: the validation `Loader`, whose first ``count`` images are shown."""
+  def __init__(self, folder: Path, loader=None, *, count: int = 3, primary: bool = True):
+    """Events go to ``folder``; ``loader``: the validation `Loader`, whose first ``count``
+    images are shown."""
     try:
       from tensorboardX import SummaryWriter
     except ImportError:
@@ -33,7 +31,7 @@ class EpochWriter:
       self.active, self._writer = False, None
       return
     self.active = True
-    self._writer = SummaryWriter(str(Path(run_path) / FOLDER)) if primary else None
+    self._writer = SummaryWriter(str(folder)) if primary else None
     self.images = self.masks = None
     if loader is not None and count > 0:
       self.images, self.masks = _first_images(loader, count)

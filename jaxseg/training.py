@@ -8,6 +8,7 @@ these functions with Config objects.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from pathlib import Path
@@ -177,7 +178,8 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     run.write_data_record(record.describe(source, splits))
     run.rewrite_metrics([])
 
-  board = EpochWriter(run.path, loaders["val"], count=config.figure_images, primary=run.primary)
+  board = EpochWriter(run.tensorboard_dir, loaders["val"], count=config.figure_images,
+                      primary=run.primary)
   started = time.perf_counter()
   for epoch in range(first_epoch, config.epochs + 1):
     epoch_start = time.perf_counter()
@@ -187,7 +189,7 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
       state = steps.recompute_statistics(state, statistics_batches(loaders["train"], config))
     val = evaluate_loader(steps, state, loaders["val"])
     images = loaders["train"].steps(drop_remainder=True) * config.batch_size
-    record_ = {"epoch": epoch, "train_loss": train_loss, "val": val,
+    epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
                "train_images_per_second": round(images / train_seconds, 2)}
     improved = val["dice"] > best_dice
     best_dice = max(best_dice, val["dice"])
@@ -195,15 +197,15 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     if improved:
       run.save("best", epoch, state, meta)
     run.save("latest", epoch, state, meta)
-    record_["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
-    history.append(record_)
-    run.append_metrics(record_)
-    board.write(epoch, record_, learning_rate=config.learning_rate,
-                predict=lambda images: steps.predict(state, images))
+    epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
+    history.append(epoch_record)
+    run.append_metrics(epoch_record)
+    board.write(epoch, epoch_record, learning_rate=config.learning_rate,
+                predict=functools.partial(steps.predict, state))
     tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
                f"val dice {val['dice']:.4f}  iou {val['iou']:.4f}  "
-               f"{record_['train_images_per_second']:.1f} img/s  "
-               f"{record_['seconds']:.1f}s{'  *best' if improved else ''}")
+               f"{epoch_record['train_images_per_second']:.1f} img/s  "
+               f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
 
   board.close()
   state, best_meta = run.restore("best", state)

@@ -151,9 +151,9 @@ def test_command_exports_a_run_with_its_metadata(run, tmp_path, capsys):
   exported = jax.export.deserialize(bytearray(out.read_bytes()))
   images = random_images(3, seed=2)
   expected = np.stack(Segmenter(TrainedModel(run)).probabilities(list(images), tiled=False))
-  for count in (2, 3):
+  for count in (2, 3):  # float32 noise of two programs of different batch shapes: ~1e-5
     np.testing.assert_allclose(np.asarray(exported.call(images[:count])), expected[:count],
-                               rtol=0, atol=1e-5)
+                               rtol=0, atol=3e-5)
 
   before = out.read_bytes()
   error = one_line_error(["--run", str(run), "--out", str(out)], capsys)

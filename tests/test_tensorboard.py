@@ -34,7 +34,7 @@ def test_training_writes_scalars_and_images_per_epoch(tmp_path):
                 "--unet-filters", "4", "--loader", "plain", "--preset", "quick",
                 "--learning-rate", "0.002")
   scalars, images = {}, {}
-  for event in read_events(workdir / tensorboard.FOLDER):
+  for event in read_events(workdir / "tensorboard"):
     for value in event.summary.value:
       if value.HasField("image"):
         images[event.step] = value.image
@@ -58,11 +58,11 @@ def test_training_writes_scalars_and_images_per_epoch(tmp_path):
 def test_without_tensorboardx_training_logs_are_off(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails
   with pytest.warns(UserWarning, match="TensorBoard logs are off"):
-    writer = tensorboard.EpochWriter(tmp_path)
+    writer = tensorboard.EpochWriter(tmp_path / "tensorboard")
   calls = []
   writer.write(1, {"train_loss": 0.5, "val": {}}, predict=lambda images: calls.append(images))
   writer.close()
-  assert not calls and not (tmp_path / tensorboard.FOLDER).exists()
+  assert not calls and not (tmp_path / "tensorboard").exists()
 
 
 def test_prediction_panel_is_image_truth_prediction():

@@ -30,7 +30,8 @@ def run_train(data, workdir, *flags):
   return train_summary(data, workdir, *TINY, *flags)
 
 
-@pytest.mark.parametrize("name", ENCODERS)
+# EfficientNetB2 trains in test_evaluate_and_predict_equal_training_with_imagenet_rescale.
+@pytest.mark.parametrize("name", [name for name in ENCODERS if name != "efficientnetb2"])
 def test_encoder_trains(name, data, tmp_path):
   summary = run_train(data, tmp_path / "run", "--backbone", name, "--weights", "none")
   assert summary["backbone"] == name and summary["weights"].startswith("none")
