@@ -25,7 +25,7 @@ from jaxseg.data.folder import Splits
 from jaxseg.data.masks import NUCLEUS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
-from jaxseg.data.sources import data_splits, recorded_splits
+from jaxseg.data.sources import TFDS_PREFIX, data_splits, recorded_splits
 from jaxseg.errors import JaxsegError
 from jaxseg.metrics import confusion_counts, scores
 from jaxseg.models import build_model
@@ -102,6 +102,18 @@ def data_for(run: RunFolder, config: Config, resume: bool) -> tuple[str, Splits]
   return data_splits(config)
 
 
+def check_outside_data(run: RunFolder, source: str) -> None:
+  """A run folder is neither the data folder nor inside its images/ or masks/ folders, where
+  its files would mix with the data."""
+  if source.startswith(TFDS_PREFIX):
+    return
+  root, where = Path(source).resolve(), run.path.resolve()
+  if where == root or (root in where.parents
+                       and {"images", "masks"} & set(where.relative_to(root).parts)):
+    raise JaxsegError(f"--workdir {run.path}: inside the data set {source}; choose a run "
+                      "folder outside it")
+
+
 def make_loaders(config: Config, splits: Splits, names=("train", "val", "test")) -> dict:
   """A loader per split in ``names``, every file read once before training starts."""
   if "train" in names and len(splits.train) < config.batch_size:
@@ -157,6 +169,7 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
         f"{config.epochs} epochs at {config.image_size}px, batch {config.batch_size}, "
         f"{config.precision}, on {jax.device_count()} {jax.devices()[0].platform} device(s)")
   source, splits = data_for(run, config, resume)
+  check_outside_data(run, source)
   loaders = make_loaders(config, splits)
   check_target_present(loaders["train"], config.target)
   weights = describe_weights(config)

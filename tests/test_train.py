@@ -143,6 +143,15 @@ def test_bad_flag_is_one_line_and_exit_2(tmp_path, flags, expected):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("inside", [".", "images", "masks/run"])
+def test_workdir_inside_the_data_is_refused(tmp_path, inside):
+  data = write_folder(tmp_path / "data", 6, size=64)
+  before = sorted(path.relative_to(data) for path in data.rglob("*"))
+  result = cli("--data", str(data), "--workdir", str(data / inside), *TINY, "--epochs", "1")
+  assert result.returncode == 2 and "inside the data set" in result.stderr.splitlines()[-1]
+  assert sorted(path.relative_to(data) for path in data.rglob("*")) == before
+
+
 def test_workdir_that_is_a_file_is_refused(data, tmp_path):
   (tmp_path / "run").write_text("a user's file")
   result = cli("--data", str(data), "--workdir", str(tmp_path / "run"), *TINY, "--epochs", "1")
