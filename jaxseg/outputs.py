@@ -41,6 +41,11 @@ class OutputFolder:
       if _identities(folder) & _identities(input_folder):
         raise DataError(f"{folder}: the output folder is the input folder {input_folder}; "
                         "choose another")
+    # Outputs beside an input file would mix with the data it was read from (an images/
+    # folder would hold masks and overlays next time it is read).
+    for source in inputs:
+      if _identities(folder) & _identities(source.parent):
+        raise DataError(f"{folder}: the output folder holds the input {source}; choose another")
     if not folder.is_dir():
       return  # a new folder: nothing there to overwrite
     sources = {key: source for source in inputs for key in _identities(source)}
