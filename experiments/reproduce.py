@@ -1,12 +1,14 @@
 """Reproduce the paper's Tables 1 and 2, Figures 2 and 4: ``python experiments/reproduce.py --data synthetic``.
 
 Trains a U-Net for each method (the plain one and each pretrained encoder) and target, each in
-its own run folder OUT/runs/<method>-<target>, then writes OUT/table1.md (cytoplasm),
-OUT/table2.md (nuclei), OUT/results.json (every run's summary), OUT/figure4.png (HSIL,
-LSIL and NSIL test images through the method with the best Dice) and OUT/figure2.png
-(training images as read, enhanced and augmented). Finished runs are skipped
-and stopped ones resume after their last epoch, so running the same command again continues
-an interrupted reproduction.
+its own run folder OUT/runs/<method>-<target>; the ``--seeded`` ones again with other seeds
+(OUT/runs/<method>-<target>-seed<N>) on the same split, to show run-to-run spread. Then it
+writes OUT/table1.md (cytoplasm) and OUT/table2.md (nuclei), OUT/study.png (test Dice
+against training speed, FLOPs and variables), OUT/figure4.png (HSIL, LSIL and NSIL test
+images through the method with the best Dice), OUT/figure2.png (training images as read,
+enhanced and augmented) and OUT/results.json (every run's summary, the command, date,
+machine and versions). Finished runs are skipped and stopped ones resume after their last
+epoch, so running the same command again continues an interrupted reproduction.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,16 +24,23 @@ from pathlib import Path
 import numpy as np
 
 from jaxseg import flags, plots
+from jaxseg.bench.steps import cpu_model
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.files import read_image
-from jaxseg.data.sources import recorded_splits
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.pipeline import Loader
+from jaxseg.data.sources import recorded_splits
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.inspect import network_cost
 from jaxseg.models import MODELS
 from jaxseg.run import RunFolder
 from jaxseg.trained import TrainedModel
-from jaxseg.training import figure_predictions, print_table, train_and_evaluate
+from jaxseg.training import (
+  figure_predictions,
+  print_table,
+  train_and_evaluate,
+  versions,
+)
 
 TABLES = {"cytoplasm": ("table1.md", "Table 1: cytoplasm segmentation"),
           "nuclei": ("table2.md", "Table 2: nuclei segmentation")}
@@ -46,8 +56,14 @@ NOTE = (
   "over every test pixel, in percent, each from the run's summary.json (\"test\"). The paper's "
   "IoU exceeds its Dice in every row, which one class cannot do (Dice >= IoU always); its IoU "
   "is most likely the mean IoU over the target and background, our \"mean IoU incl. "
-  "background\" column. Per-image Dice is the mean of each test image's Dice."
+  "background\" column. Per-image Dice is the mean of each test image's Dice. A row run with "
+  "several seeds shows the mean over them and, under \"Dice sd\", their sample standard "
+  "deviation and count. Variables include BatchNorm statistics; GFLOPs are XLA's count of one "
+  "image's forward pass; images/s is the median over the run's epochs after the first (which "
+  "compiles) of training images over the time of the epoch's train steps, on the device named "
+  "above."
 )
+COST_COLUMNS = ("Dice sd (seeds)", "Variables (M)", "GFLOPs / image", "Train images/s")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +77,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="paper settings, or quick ones for a CPU (auto: by device)")
   start.add_argument("--config", type=Path, metavar="FILE",
                      help="a Python file whose get_config() returns the settings")
+  parser.add_argument("--seeds", type=int, default=3,
+                      help="runs of each --seeded method and target: seeds --seed, --seed + 1, "
+                           "...; every run keeps the split of --seed")
+  parser.add_argument("--seeded", default="unet-nuclei,densenet121-nuclei",
+                      help="comma-separated METHOD-TARGET pairs run with --seeds seeds")
   parser.add_argument("--figure-method", choices=MODELS,
                       help="method of Figure 4 (default: the best mean test Dice)")
   flags.add_config_flags(parser)  # every run's settings; --backbone and --target are set per run
@@ -73,6 +94,29 @@ def comma_list(value: str, choices: tuple[str, ...], flag: str) -> list[str]:
   if unknown or not names:
     raise JaxsegError(f"--{flag} {value!r}: choose from {','.join(choices)}")
   return names
+
+
+def seeded_pairs(value: str, methods: list[str], targets: list[str]) -> set[tuple[str, str]]:
+  pairs = {tuple(pair.rsplit("-", 1)) for pair in value.split(",") if pair}
+  unknown = sorted("-".join(pair) for pair in pairs if pair[0] not in MODELS or pair[-1] not in TARGETS)
+  if unknown:
+    raise JaxsegError(f"--seeded {unknown[0]}: expected METHOD-TARGET, e.g. unet-nuclei")
+  return {pair for pair in pairs if pair[0] in methods and pair[1] in targets}
+
+
+def run_plan(base, methods, targets, seeds: int, seeded) -> list[tuple[str, str, str, object]]:
+  """(method, target, run folder name, config) of every run: the first seed's folder is
+  METHOD-TARGET, the others' METHOD-TARGET-seedN; all share the split of ``base``."""
+  plan = []
+  for target in targets:
+    for method in methods:
+      for repeat in range(seeds if (method, target) in seeded else 1):
+        seed = base.seed + repeat
+        name = f"{method}-{target}" + (f"-seed{seed}" if repeat else "")
+        config = base.replace(backbone=method, target=target, seed=seed,
+                              split_seed=base.data_seed).validate()
+        plan.append((method, target, name, config))
+  return plan
 
 
 def train_or_skip(path: Path, config) -> dict:
@@ -91,8 +135,8 @@ def train_or_skip(path: Path, config) -> dict:
   return summary
 
 
-def settings_line(summaries: dict[str, dict]) -> str:
-  first = next(iter(summaries.values()))
+def settings_line(summaries: dict[str, list[dict]]) -> str:
+  first = next(iter(summaries.values()))[0]
   config, images = first["config"], first["images"]
   data = first["data_root"]
   if config["data"] == "synthetic":
@@ -104,30 +148,49 @@ def settings_line(summaries: dict[str, dict]) -> str:
           f"{images['test']} test images; device {first['device']}.")
 
 
-def table(target: str, summaries: dict[str, dict]) -> str:
-  header = ["Methods", *(title for title, _ in COLUMNS)]
+def method_row(runs: list[dict], cost: dict) -> dict:
+  """One method's test metrics (the mean over its seeds), their spread and its costs."""
+  dice = [run["test"]["dice"] for run in runs]
+  return {
+    "test": {key: statistics.mean(run["test"][key] for run in runs) for _, key in COLUMNS},
+    "dice_sd": statistics.stdev(dice) if len(dice) > 1 else None,
+    "seeds": len(runs),
+    "train_images_per_second": statistics.median(run["train_images_per_second"] for run in runs),
+    **cost,
+  }
+
+
+def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict]) -> str:
+  header = ["Methods", *(title for title, _ in COLUMNS), *COST_COLUMNS]
   lines = [f"# {TABLES[target][1]} (test set)", "", settings_line(summaries), "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for method, summary in summaries.items():
-    values = [f"{100 * summary['test'][key]:.2f}" for _, key in COLUMNS]
+  for method, row in rows.items():
+    values = [f"{100 * row['test'][key]:.2f}" for _, key in COLUMNS]
+    spread = f"{100 * row['dice_sd']:.2f} ({row['seeds']})" if row["dice_sd"] is not None else "-"
+    values += [spread, f"{row['variables'] / 1e6:.1f}", f"{row['gflops']:.2f}",
+               f"{row['train_images_per_second']:.1f}"]
     lines.append("| " + " | ".join([METHOD_NAMES[method], *values]) + " |")
-  weights = [f"{METHOD_NAMES[m]}: {s['weights']}" for m, s in summaries.items() if m != "unet"]
+  weights = [f"{METHOD_NAMES[m]}: {runs[0]['weights']}" for m, runs in summaries.items()
+             if m != "unet"]
   lines += ["", NOTE]
   if weights:
-    lines += ["", "Encoder weights: " + "; ".join(weights) + "."]
+    lines += ["", "Encoder weights: " + "; ".join(weights) + ". The paper's encoders start "
+              "from ImageNet weights; where these say random initialisation, the encoder "
+              "learned from the training images alone."]
   return "\n".join(lines) + "\n"
 
 
-def best_method(results: dict[str, dict[str, dict]]) -> str:
+def best_method(rows: dict[str, dict[str, dict]]) -> str:
   """The method with the best test Dice, averaged over the targets."""
-  methods = next(iter(results.values()))
-  return max(methods, key=lambda m: np.mean([runs[m]["test"]["dice"] for runs in results.values()]))
+  methods = next(iter(rows.values()))
+  return max(methods, key=lambda m: np.mean([by_method[m]["test"]["dice"]
+                                             for by_method in rows.values()]))
 
 
-def figure(out: Path, method: str, results: dict[str, dict[str, dict]]) -> None:
+def figure(out: Path, method: str, targets: list[str]) -> None:
   """Figure 4: a test image of each kind (HSIL, LSIL, NSIL) per target, the paper's columns."""
   rows = []
-  for target, summaries in results.items():
+  for target in targets:
     model = TrainedModel(out / "runs" / f"{method}-{target}")
     config = model.config
     test = model.splits().test
@@ -142,7 +205,7 @@ def figure(out: Path, method: str, results: dict[str, dict[str, dict]]) -> None:
                           f"region ({METHOD_NAMES[method]})")
 
 
-def enhancement_figure(out: Path, results: dict[str, dict[str, dict]]) -> None:
+def enhancement_figure(out: Path, results: dict[str, dict[str, list[dict]]]) -> None:
   """Figure 2: a training image of each kind, as read, enhanced and augmented as the runs were."""
   target, summaries = next(iter(results.items()))
   run = RunFolder(out / "runs" / f"{next(iter(summaries))}-{target}")
@@ -170,25 +233,36 @@ def main(argv=None) -> None:
       raise JaxsegError(f"--{per_run}: set by --methods and --targets here")
   base = flags.load_config_file(args.config) if args.config else get_preset(args.preset)
   base = flags.apply(base, changes)
+  if args.seeds < 1:
+    raise JaxsegError(f"--seeds {args.seeds}: must be at least 1")
+  plan = run_plan(base.validate(), methods, targets, args.seeds,
+                  seeded_pairs(args.seeded, methods, targets))
 
-  results = {target: {} for target in targets}
-  runs = [(method, target) for target in targets for method in methods]
-  for number, (method, target) in enumerate(runs, 1):
-    print(f"\n[{number}/{len(runs)}] {method}-{target}")
-    config = base.replace(backbone=method, target=target).validate()
-    results[target][method] = train_or_skip(args.out / "runs" / f"{method}-{target}", config)
+  started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+  results = {target: {method: [] for method in methods} for target in targets}
+  for number, (method, target, name, config) in enumerate(plan, 1):
+    print(f"\n[{number}/{len(plan)}] {name}")
+    results[target][method].append(train_or_skip(args.out / "runs" / name, config))
 
+  costs = {}
+  for method in methods:  # one image's forward pass, at the runs' size
+    variables, gflops = network_cost(base.replace(backbone=method))
+    costs[method] = {"variables": variables, "gflops": gflops}
+  rows = {target: {method: method_row(runs, costs[method]) for method, runs in by_method.items()}
+          for target, by_method in results.items()}
   for target, summaries in results.items():
-    (args.out / TABLES[target][0]).write_text(table(target, summaries))
-  chosen = args.figure_method or best_method(results)
-  figure(args.out, chosen, results)
+    (args.out / TABLES[target][0]).write_text(table(target, summaries, rows[target]))
+  plots.study_figure(rows, METHOD_NAMES, args.out / "study.png")
+  chosen = args.figure_method or best_method(rows)
+  figure(args.out, chosen, targets)
   enhancement_figure(args.out, results)
   record = {"command": " ".join(["python experiments/reproduce.py", *argv]),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": platform.platform(),
-            "figure_method": chosen, "runs": results}
+            "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "machine": f"{platform.platform()}, {cpu_model()}", "versions": versions(),
+            "figure_method": chosen, "methods": rows, "runs": results}
   (args.out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-  print(f"\n{', '.join(TABLES[t][0] for t in targets)}, figure2.png, figure4.png, results.json "
-        f"in {args.out}")
+  print(f"\n{', '.join(TABLES[t][0] for t in targets)}, study.png, figure2.png, figure4.png, "
+        f"results.json in {args.out}")
 
 
 if __name__ == "__main__":

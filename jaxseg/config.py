@@ -101,6 +101,9 @@ class Config:
   precision: str = setting("fp32", "fp32, or bf16 compute with fp32 parameters and optimizer "
                            "state", choices=tuple(COMPUTE_DTYPES))
   seed: int = setting(0, "split, initialisation, dropout and augmentation")
+  split_seed: int | None = setting(None, "seed of the train/validation/test split alone "
+                                   "(default: --seed); fix it to repeat a run with other "
+                                   "seeds on the same images")
   # Output
   figure_images: int = setting(3, "test images in the Figure 4 style picture")
   preset: str = setting("custom", "the preset or file these settings started from",
@@ -128,6 +131,11 @@ class Config:
     return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
 
   @property
+  def data_seed(self) -> int:
+    """The split's seed."""
+    return self.seed if self.split_seed is None else self.split_seed
+
+  @property
   def compute_dtype(self):
     return COMPUTE_DTYPES[self.precision]
 
@@ -150,6 +158,7 @@ class Config:
     check(self.synthetic_size >= 32, "synthetic_size", "must be at least 32 pixels")
     for name in ("seed", "synthetic_seed", "batchnorm_images"):
       check(getattr(self, name) >= 0, name, "must be 0 or more")
+    check(self.split_seed is None or self.split_seed >= 0, "split_seed", "must be 0 or more")
     check(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
           "must be a positive number")
     check(0 <= self.dropout < 1, "dropout", "must lie in [0, 1)")

@@ -75,6 +75,13 @@ def block_table(config: Config) -> list[Block]:
   return blocks
 
 
+def network_cost(config: Config) -> tuple[int, float]:
+  """(variables, forward GFLOPs of one image) of ``config``'s eval-mode network."""
+  network = abstract_network(config)
+  images = jax.ShapeDtypeStruct((1, config.image_size, config.image_size, 3), jnp.float32)
+  return variable_count(network), _cost(network, [images]).flops / 1e9
+
+
 @dataclasses.dataclass(frozen=True)
 class _Cost:
   flops: float

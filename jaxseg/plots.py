@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from jaxseg.data.augment import Augment, augment_batch  # noqa: E402
 from jaxseg.data.enhance import Enhance  # noqa: E402
@@ -98,4 +99,42 @@ def enhancement_figure(images, size: int, enhancement: Enhance, augmentation: Au
     axes_row[0].set_ylabel(label, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=DPI)
+  plt.close(fig)
+
+
+STUDY_AXES = (("train_images_per_second", "training images/s (measured)"),
+              ("gflops", "forward GFLOPs per image"),
+              ("variables", "variables (millions)"))
+
+
+def _two_and_five(value: float, _) -> str:
+  """Log-axis minor tick labels at 2 and 5 times a power of ten, so that a range within one
+  decade still has numbers."""
+  leading = round(value / 10 ** np.floor(np.log10(value)))
+  return f"{value:g}" if leading in (2, 5) else ""
+
+
+def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path: Path) -> None:
+  """Test Dice of each method against its cost, one row of panels per target: measured
+  training speed, FLOPs and variables (log scales); error bars are the seeds' standard
+  deviation where a method ran with several."""
+  fig, axes = plt.subplots(len(rows), len(STUDY_AXES), figsize=(4.2 * len(STUDY_AXES),
+                           3.6 * len(rows)), squeeze=False)
+  for ax_row, (target, by_method) in zip(axes, rows.items()):
+    for ax, (key, label) in zip(ax_row, STUDY_AXES):
+      for colour, (method, row) in zip(plt.cm.tab10.colors, by_method.items()):
+        x = row[key] / 1e6 if key == "variables" else row[key]
+        ax.errorbar(x, 100 * row["test"]["dice"],
+                    yerr=None if row["dice_sd"] is None else 100 * row["dice_sd"],
+                    fmt="o", color=colour, capsize=4, label=labels[method])
+        ax.annotate(labels[method].removeprefix("U-Net + "), (x, 100 * row["test"]["dice"]),
+                    textcoords="offset points", xytext=(5, 4), fontsize=7)
+      ax.set(xscale="log", xlabel=label, ylabel=f"test Dice, {target} (%)")
+      ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+      ax.xaxis.set_minor_formatter(ticker.FuncFormatter(_two_and_five))
+      ax.margins(x=0.15, y=0.12)
+      ax.grid(alpha=0.3, which="both")
+  fig.suptitle("Test Dice against cost (error bars: standard deviation over seeds)", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import statistics
 import time
 from pathlib import Path
 
@@ -236,6 +237,9 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     "test": test,
     "otsu_test": otsu_scores(loaders["test"], config.target),
     "train_seconds": round(time.perf_counter() - started, 1),
+    # The first epoch compiles the steps: the median of the others is the training speed.
+    "train_images_per_second": statistics.median(
+      m["train_images_per_second"] for m in history[1:] or history),
     "device": jax.devices()[0].device_kind,
     "versions": versions(),
     "config": config.to_dict(),

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from jaxseg.config import Config
 from jaxseg.data import files
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import check_mask_values
+from jaxseg.data.sources import data_splits
 from jaxseg.data.synthetic import write_synthetic
 from jaxseg.errors import DataError
 from tests.helpers import write_folder
@@ -206,3 +208,15 @@ def test_written_png_replaces_a_link_and_never_writes_through_it(tmp_path):
     np.testing.assert_array_equal(files.read_mask(tmp_path / name), blocks())
   assert (tmp_path / "theirs.png").read_bytes() == b"someone else's"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.png", "soft.png", "theirs.png"]
+
+
+def test_split_seed_fixes_the_split_that_seed_would_change(tmp_path):
+  root = write_folder(tmp_path / "data", 20, size=32)
+
+  def names(**seeds):
+    config = Config(data=str(root), **seeds)
+    splits = data_splits(config)[1]
+    return [sorted(e.name for e in split) for split in (splits.train, splits.val, splits.test)]
+
+  assert names(seed=0) != names(seed=1)
+  assert names(seed=1, split_seed=0) == names(seed=0) == names(seed=2, split_seed=0)

@@ -1,7 +1,9 @@
-"""experiments/reproduce.py on tiny images: tables equal to the runs' summaries, reruns skip."""
+"""experiments/reproduce.py on tiny images: tables equal to the runs' summaries, seeds share a
+split, reruns skip."""
 
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from jaxseg.data.synthetic import write_synthetic
 
 SCRIPT = Path(__file__).parents[1] / "experiments" / "reproduce.py"
 METHODS, TARGETS = ("unet", "mobilenet"), ("cytoplasm", "nuclei")
+SEEDED = ("unet", "nuclei")  # run with seeds 0 and 1
 
 
 def load_script():
@@ -27,14 +30,20 @@ def reproduced(tmp_path_factory):
   argv = ["--data", str(data), "--out", str(out), "--methods", ",".join(METHODS),
           "--targets", ",".join(TARGETS), "--preset", "quick", "--epochs", "1",
           "--image-size", "32", "--batch-size", "2", "--unet-filters", "4", "--loader", "plain",
-          "--weights", "none", "--cache-dir", str(root / "cache")]
+          "--weights", "none", "--cache-dir", str(root / "cache"), "--seeds", "2",
+          "--seeded", "-".join(SEEDED)]
   script = load_script()
   script.main(argv)
   return script, argv, out
 
 
-def summary(out, method, target):
-  return json.loads((out / "runs" / f"{method}-{target}" / "summary.json").read_text())
+def summary(out, method, target, suffix=""):
+  return json.loads((out / "runs" / f"{method}-{target}{suffix}" / "summary.json").read_text())
+
+
+def summaries(out, method, target):
+  extra = [summary(out, method, target, "-seed1")] if (method, target) == SEEDED else []
+  return [summary(out, method, target), *extra]
 
 
 def table_rows(path):
@@ -49,14 +58,34 @@ def test_tables_hold_the_summaries(reproduced, target, name):
   script, _, out = reproduced
   lines, header, rows = table_rows(out / name)
   assert header == ["Methods", "Accuracy", "Sensitivity", "Precision", "IoU", "Dice coef",
-                    "mean IoU incl. background", "per-image Dice"]
+                    "mean IoU incl. background", "per-image Dice", "Dice sd (seeds)",
+                    "Variables (M)", "GFLOPs / image", "Train images/s"]
   assert lines[2].startswith("Settings: preset quick, epochs 1, image size 32x32")
   assert any("mean IoU over the target and background" in line for line in lines)
+  assert any("random initialisation" in line for line in lines)
   assert list(rows) == ["U-Net", "U-Net + MobileNet"]
   keys = [key for _, key in script.COLUMNS]
+  costs = json.loads((out / "results.json").read_text())["methods"][target]
   for method, label in zip(METHODS, rows):
-    test = summary(out, method, target)["test"]
-    assert rows[label] == [f"{100 * test[key]:.2f}" for key in keys]
+    runs = summaries(out, method, target)
+    means = [statistics.mean(run["test"][key] for run in runs) for key in keys]
+    assert rows[label][:len(keys)] == [f"{100 * mean:.2f}" for mean in means]
+    dice = [run["test"]["dice"] for run in runs]
+    spread = f"{100 * statistics.stdev(dice):.2f} (2)" if len(runs) == 2 else "-"
+    speed = statistics.median(run["train_images_per_second"] for run in runs)
+    assert rows[label][len(keys):] == [spread, f"{costs[method]['variables'] / 1e6:.1f}",
+                                       f"{costs[method]['gflops']:.2f}", f"{speed:.1f}"]
+    assert costs[method]["gflops"] > 0 and costs[method]["variables"] > 0
+
+
+def test_seeds_train_differently_on_one_split(reproduced):
+  _, _, out = reproduced
+  first, second = (out / "runs" / f"{'-'.join(SEEDED)}{suffix}" for suffix in ("", "-seed1"))
+  assert (json.loads((first / "data.json").read_text())["splits"]
+          == json.loads((second / "data.json").read_text())["splits"])
+  configs = [json.loads((run / "config.json").read_text()) for run in (first, second)]
+  assert [config["config"]["seed"] for config in configs] == [0, 1]
+  assert summaries(out, *SEEDED)[0]["test"] != summaries(out, *SEEDED)[1]["test"]
 
 
 def test_results_and_figure(reproduced):
@@ -65,14 +94,16 @@ def test_results_and_figure(reproduced):
   assert results["figure_method"] in METHODS
   for target in TARGETS:
     for method in METHODS:
-      assert results["runs"][target][method] == summary(out, method, target)
-  assert (out / "figure4.png").stat().st_size > 0
-  assert (out / "figure2.png").stat().st_size > 0
+      assert results["runs"][target][method] == summaries(out, method, target)
+  assert results["versions"]["jax"] and results["machine"]
+  for figure in ("figure2.png", "figure4.png", "study.png"):
+    assert (out / figure).stat().st_size > 0
 
 
 def test_rerun_skips_finished_runs_and_resumes_a_stopped_one(reproduced):
   script, argv, out = reproduced
   files = {(m, t): out / "runs" / f"{m}-{t}" / "summary.json" for m in METHODS for t in TARGETS}
+  files["seed1"] = out / "runs" / f"{'-'.join(SEEDED)}-seed1" / "summary.json"
   stopped = files.pop(("unet", "nuclei"))
   before = json.loads(stopped.read_text())
   stopped.unlink()  # as if killed after its last epoch, before the summary

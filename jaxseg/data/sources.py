@@ -30,11 +30,11 @@ def data_splits(config: Config) -> tuple[str, Splits]:
     )
 
     splits = tfds_splits(config.data.removeprefix(TFDS_PREFIX), config.tfds_dir,
-                         val_fraction=config.val_fraction, seed=config.seed)
+                         val_fraction=config.val_fraction, seed=config.data_seed)
     return f"{config.data} in {config.tfds_dir or 'the default TFDS folder'}", splits
   root = dataset_root(config)
   return str(root), split_dataset(root, test_fraction=config.test_fraction,
-                                  val_fraction=config.val_fraction, seed=config.seed)
+                                  val_fraction=config.val_fraction, seed=config.data_seed)
 
 
 def recorded_splits(saved: dict, config: Config) -> Splits:
