@@ -108,13 +108,12 @@ def peer_epochs(peer, config: Config, loaders: dict, count: int) -> list[dict]:
   whole = train.steps(drop_remainder=True) * config.batch_size
   # Epochs are numbered from 1, as jaxseg's, so both see the same order each epoch.
   orders = [train.order(epoch, shuffle=True)[:whole] for epoch in range(1, count + 1)]
-  augment = config.augment
-  flips = (augment.hflip_prob, augment.vflip_prob) if augment.active else (0.0, 0.0)
   with tempfile.TemporaryDirectory(prefix="jaxseg-bench-epoch-") as folder:
     return peer.time_epochs(
       config.backbone, (train.images, train.masks), (loaders["val"].images, loaders["val"].masks),
       orders, batch_size=config.batch_size, learning_rate=config.learning_rate,
-      precision=config.precision, flip_probs=flips, seed=config.seed, folder=Path(folder))
+      precision=config.precision, flip_probs=(config.augment.hflip_prob, config.augment.vflip_prob),
+      seed=config.seed, folder=Path(folder))
 
 
 def summary(records: list[dict], train_images: int) -> dict:

@@ -5,6 +5,7 @@ autocast for ``bf16`` (fp32 otherwise), channels_last, ``cudnn.benchmark``, Adam
 binary Jaccard loss. Runs on the GPU where torch sees one, else on the CPU. FLOPs are those
 torch's FlopCounterMode counts (matmuls and convolutions) on one forward, and on one forward
 and backward for training; XLA's count for jaxseg also includes elementwise work.
+``time_epochs`` trains it for whole epochs, as `jaxseg.bench.epoch` times them.
 """
 
 from __future__ import annotations
