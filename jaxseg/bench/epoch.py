@@ -56,10 +56,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--preset", choices=PRESETS, default="quick",
                       help="the settings the flags below change (default quick)")
-  parser.add_argument("--backbone", dest="backbones", type=_names(MODELS),
-                      default="vgg19,densenet121", help="all, or names separated by commas")
-  parser.add_argument("--epochs", dest="timed_epochs", type=int, default=3,
-                      help="timed epochs, after one untimed epoch that compiles")
+  parser.add_argument("--backbone", dest="backbones", type=_names(MODELS), metavar="NAMES",
+                      default="vgg19,densenet121",
+                      help="all, or names separated by commas (default vgg19,densenet121)")
+  parser.add_argument("--epochs", dest="timed_epochs", type=int, default=3, metavar="N",
+                      help="timed epochs, after one untimed epoch that compiles (default 3)")
   parser.add_argument("--peer", type=_names(PEER_CHOICES), default="",
                       help="smp: the same epochs in segmentation_models_pytorch")
   parser.add_argument("--json", type=Path, help="write the results here")
