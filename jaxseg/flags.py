@@ -18,10 +18,13 @@ from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-  """One flag per `Config` field (and per field of its nested settings), default None."""
+def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+  """One flag per `Config` field (and per field of its nested settings), default None; none
+  for the fields in ``exclude``, whose flags a command gives a meaning of its own."""
   group = parser.add_argument_group("settings (override the preset or --config file)")
   for name, kind, field in _leaf_fields(Config):
+    if name in exclude:
+      continue
     flag = "--" + name.replace("_", "-")
     options = dict(dest=name, default=None, help=field.metadata.get("help", ""))
     if kind is bool:
@@ -37,8 +40,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict:
-  """``{field: value}`` of the setting flags that were given (dotted names for nested ones)."""
-  values = {name: getattr(args, name) for name, _, _ in _leaf_fields(Config)}
+  """``{field: value}`` of the setting flags that were given (dotted names for nested ones);
+  a field without a flag (`add_config_flags`'s ``exclude``) is none of them."""
+  values = {name: getattr(args, name, None) for name, _, _ in _leaf_fields(Config)}
   return {name: tuple(value) if isinstance(value, list) else value
           for name, value in values.items() if value is not None}
 

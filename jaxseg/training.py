@@ -197,20 +197,12 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
   started = time.perf_counter()
   for epoch in range(first_epoch, config.epochs + 1):
     epoch_start = time.perf_counter()
-    state, train_loss, train_seconds = train_epoch(steps, state, loaders["train"], epoch, key,
-                                                   config, run.primary)
-    if config.batchnorm_statistics == "recomputed":
-      state = steps.recompute_statistics(state, statistics_batches(loaders["train"], config))
-    val = evaluate_loader(steps, state, loaders["val"])
+    state, train_loss, val, seconds = train_and_validate(steps, state, loaders, epoch, key,
+                                                         config, run.primary)
     images = loaders["train"].steps(drop_remainder=True) * config.batch_size
     epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
-               "train_images_per_second": round(images / train_seconds, 2)}
-    improved = val["dice"] > best_dice
-    best_dice = max(best_dice, val["dice"])
-    meta = {"epoch": epoch, "best_dice": best_dice}
-    if improved:
-      run.save("best", epoch, state, meta)
-    run.save("latest", epoch, state, meta)
+               "train_images_per_second": round(images / seconds["train_s"], 2)}
+    improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice)
     epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
     history.append(epoch_record)
     run.append_metrics(epoch_record)
@@ -250,6 +242,37 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     plots.training_curves(history, run.curves_file, config.target)
     plots.prediction_figure(*predictions, run.figure_file, config.target)
   return summary
+
+
+def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, key,
+                       config: Config, show: bool):
+  """One epoch but its checkpoint: the training pass, BatchNorm statistics (where they are
+  recomputed) and validation. (state, mean training loss, validation scores, seconds of each
+  phase: ``train_s``, ``statistics_s``, ``validation_s``)."""
+  state, train_loss, train_seconds = train_epoch(steps, state, loaders["train"], epoch, key,
+                                                 config, show)
+  start = time.perf_counter()
+  if config.batchnorm_statistics == "recomputed":
+    # Waited for, so that its time is not counted as validation's.
+    state = jax.block_until_ready(
+      steps.recompute_statistics(state, statistics_batches(loaders["train"], config)))
+  statistics_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  val = evaluate_loader(steps, state, loaders["val"])
+  return state, train_loss, val, {"train_s": train_seconds, "statistics_s": statistics_seconds,
+                                  "validation_s": time.perf_counter() - start}
+
+
+def save_epoch(run: RunFolder, epoch: int, state, dice: float, best_dice: float):
+  """Checkpoint ``epoch`` as the latest, and as the best where its validation ``dice`` beats
+  ``best_dice``: (improved, best Dice so far)."""
+  improved = dice > best_dice
+  best_dice = max(best_dice, dice)
+  meta = {"epoch": epoch, "best_dice": best_dice}
+  if improved:
+    run.save("best", epoch, state, meta)
+  run.save("latest", epoch, state, meta)
+  return improved, best_dice
 
 
 def train_epoch(steps: engine.Steps, state, loader: Loader, epoch: int, key, config: Config,

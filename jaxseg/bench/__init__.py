@@ -1,6 +1,7 @@
 """Benchmarks: ``python -m jaxseg.bench`` times the train and inference steps beside peer
-libraries (`steps`, `peers`, `timing`); ``python -m jaxseg.bench.pipeline`` times the input
-pipeline."""
+libraries (`steps`, `peers`, `timing`); ``python -m jaxseg.bench.epoch`` times whole training
+epochs (data, steps, BatchNorm statistics, validation, checkpoints) beside the same epochs in
+segmentation_models_pytorch; ``python -m jaxseg.bench.pipeline`` times the input pipeline."""
 
 from jaxseg.bench.steps import main
 

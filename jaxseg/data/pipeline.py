@@ -119,6 +119,12 @@ class Loader:
     self._cached = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
   @property
+  def images(self) -> np.ndarray:
+    """Every example's image (uint8 RGB, resized and enhanced), in the examples' order."""
+    self.warm()
+    return self._cached[0]
+
+  @property
   def masks(self) -> np.ndarray:
     """Every example's target mask (0/1), in the examples' order."""
     self.warm()

@@ -2,7 +2,8 @@
 
 A peer module has ``supports(backbone)``, ``measure(backbone, images, masks, *, precision,
 timing)`` returning the fields of `jaxseg.bench.timing.measure_jitted` it can measure (None for
-the others), and ``versions()``.
+the others), and ``versions()``; the smp peer also has ``time_epochs``, the whole epochs
+`jaxseg.bench.epoch` sets beside jaxseg's.
 """
 
 from __future__ import annotations

@@ -5,9 +5,13 @@ autocast for ``bf16`` (fp32 otherwise), channels_last, ``cudnn.benchmark``, Adam
 binary Jaccard loss. Runs on the GPU where torch sees one, else on the CPU. FLOPs are those
 torch's FlopCounterMode counts (matmuls and convolutions) on one forward, and on one forward
 and backward for training; XLA's count for jaxseg also includes elementwise work.
+``time_epochs`` trains it for whole epochs, as `jaxseg.bench.epoch` times them.
 """
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import numpy as np
 import segmentation_models_pytorch as smp
@@ -16,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from jaxseg.bench.timing import Timing, steps_per_second, timed
+from jaxseg.metrics import confusion_counts, scores
 
 # smp's encoder of each jaxseg backbone; the plain U-Net has none.
 ENCODERS = {
@@ -25,6 +30,8 @@ ENCODERS = {
   "efficientnetb2": "efficientnet-b2",
   "densenet121": "densenet121",
 }
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def supports(backbone: str) -> bool:
@@ -42,31 +49,51 @@ def _device() -> torch.device:
   return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class Trainer:
+  """smp's Unet on ``backbone``, its Adam and binary Jaccard loss, and one train step."""
+
+  def __init__(self, backbone: str, *, learning_rate: float, precision: str):
+    self.device = _device()
+    torch.backends.cudnn.benchmark = True
+    model = smp.Unet(ENCODERS[backbone], encoder_weights=None, classes=1)
+    self.model = model.to(self.device, memory_format=torch.channels_last)
+    self.optimizer = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
+    self.loss_fn = smp.losses.JaccardLoss(mode="binary")
+    self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                   enabled=precision == "bf16")
+    self.mean = torch.tensor(IMAGENET_MEAN, device=self.device)[:, None, None]
+    self.std = torch.tensor(IMAGENET_STD, device=self.device)[:, None, None]
+
+  def inputs(self, images: torch.Tensor, masks: torch.Tensor):
+    """uint8 NHWC images and 0/1 masks on the device, as smp's users feed them: images float
+    NCHW (channels_last) normalised by ImageNet's mean and deviation, masks (N, 1, H, W)."""
+    x = images.to(self.device).permute(0, 3, 1, 2).float().div_(255)
+    x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+    return x, masks.to(self.device)[:, None].float()
+
+  def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    self.optimizer.zero_grad(set_to_none=True)
+    with self.autocast:
+      loss = self.loss_fn(self.model(x), y)
+    loss.backward()
+    self.optimizer.step()
+    return loss
+
+  def sync(self, _=None) -> None:
+    """Wait for the device; CPU ops have finished when they return."""
+    if self.device.type == "cuda":
+      torch.cuda.synchronize(self.device)
+
+
 def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str,
             timing: Timing) -> dict:
   """Train and inference throughput of smp's Unet on ``images`` (uint8 NHWC) and ``masks``."""
-  device = _device()
-  torch.backends.cudnn.benchmark = True
-  model = smp.Unet(ENCODERS[backbone], encoder_weights=None, classes=1)
-  model = model.to(device, memory_format=torch.channels_last)
-  optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-  loss_fn = smp.losses.JaccardLoss(mode="binary")
-  x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
-  x = x.contiguous(memory_format=torch.channels_last)
-  y = torch.from_numpy(masks).to(device)[:, None].float()
-  autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-  def sync(_=None):  # CPU ops have finished when they return
-    if device.type == "cuda":
-      torch.cuda.synchronize(device)
+  trainer = Trainer(backbone, learning_rate=3e-3, precision=precision)
+  device, model, autocast, sync = trainer.device, trainer.model, trainer.autocast, trainer.sync
+  x, y = trainer.inputs(torch.from_numpy(images), torch.from_numpy(masks))
 
   def train_once():
-    optimizer.zero_grad(set_to_none=True)
-    with autocast:
-      loss = loss_fn(model(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss
+    return trainer.train_step(x, y)
 
   def infer_once():
     with torch.inference_mode(), autocast:
@@ -83,7 +110,7 @@ def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: 
   infer_rate = steps_per_second(infer_once, sync, timing)
   infer_flops = _counted_flops(infer_once)
   peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-  del model, optimizer
+  del model, trainer
   if device.type == "cuda":
     torch.cuda.empty_cache()  # hand the memory back for JAX's next configuration
   batch_size = len(images)
@@ -105,3 +132,67 @@ def _counted_flops(step) -> int:
   with counter:
     step()
   return counter.get_total_flops()
+
+
+def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
+                val: tuple[np.ndarray, np.ndarray], orders: list[np.ndarray], *, batch_size: int,
+                learning_rate: float, precision: str, flip_probs: tuple[float, float], seed: int,
+                folder: Path) -> list[dict]:
+  """Train smp's Unet for one epoch per entry of ``orders`` (the training images' indices in
+  batch order, whole batches) as its users write the loop, timing each phase: the train steps
+  (random flips of each image by ``flip_probs``, horizontal and vertical), then ``eval()`` and
+  ``no_grad`` over the validation images for their pooled Dice, then ``torch.save`` of the model
+  and optimizer state dicts into ``folder``: latest.pt, and best.pt when the Dice improved.
+  Images are uint8 NHWC, masks 0/1, as `jaxseg.data.pipeline.Loader` holds them."""
+  trainer = Trainer(backbone, learning_rate=learning_rate, precision=precision)
+  train_images, train_masks = map(torch.from_numpy, train)
+  val_images, val_masks = map(torch.from_numpy, val)
+  generator = torch.Generator().manual_seed(seed)
+  records, best_dice = [], -1.0
+  for order in orders:
+    start = time.perf_counter()
+    trainer.model.train()
+    losses = []
+    for chosen in torch.from_numpy(order).reshape(-1, batch_size):
+      images, masks = _flipped(train_images[chosen], train_masks[chosen], flip_probs, generator)
+      losses.append(trainer.train_step(*trainer.inputs(images, masks)).detach())
+    train_loss = torch.stack(losses).mean().item()  # waits for the last step
+    trained = time.perf_counter()
+    dice = _validation_dice(trainer, val_images, val_masks, batch_size)
+    validated = time.perf_counter()
+    improved, best_dice = dice > best_dice, max(best_dice, dice)
+    state = {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()}
+    if improved:
+      torch.save(state, folder / "best.pt")
+    torch.save(state, folder / "latest.pt")
+    end = time.perf_counter()
+    records.append({"train_s": trained - start, "statistics_s": None,
+                    "validation_s": validated - trained, "checkpoint_s": end - validated,
+                    "epoch_s": end - start, "saves": 1 + improved, "train_loss": train_loss,
+                    "val_dice": dice})
+  return records
+
+
+def _flipped(images: torch.Tensor, masks: torch.Tensor, probs: tuple[float, float],
+             generator: torch.Generator):
+  """Each image and its mask flipped left-right and up-down, each with its probability."""
+  for axis, prob in zip((2, 1), probs):  # NHWC: columns, then rows
+    if prob > 0:
+      chosen = torch.rand(len(images), generator=generator) < prob
+      images = torch.where(chosen[:, None, None, None], images.flip(axis), images)
+      masks = torch.where(chosen[:, None, None], masks.flip(axis), masks)
+  return images, masks
+
+
+def _validation_dice(trainer: Trainer, images: torch.Tensor, masks: torch.Tensor,
+                     batch_size: int) -> float:
+  """Dice of the target (logit above 0) pooled over every validation pixel, counted and
+  scored by jaxseg's own metric functions."""
+  trainer.model.eval()
+  counts = []
+  with torch.no_grad(), trainer.autocast:
+    for start in range(0, len(images), batch_size):
+      x, _ = trainer.inputs(images[start:start + batch_size], masks[start:start + batch_size])
+      predicted = (trainer.model(x)[:, 0] > 0).cpu().numpy()
+      counts.append(confusion_counts(predicted, masks[start:start + batch_size].numpy()))
+  return scores(np.concatenate(counts))["dice"]
