@@ -7,7 +7,7 @@ from flax import nnx
 from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.models import build_model
-from jaxseg.models.layers import UpConv2x2
+from jaxseg.models.layers import UpConv2x2, max_pool
 from jaxseg.models.unet import PaperEncoder
 
 
@@ -142,3 +142,15 @@ def test_upconv_computes_the_transposed_conv_and_its_gradients(dtype):
   for name in ("kernel", "bias"):
     np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
                                rtol=tolerance)
+
+
+def test_tiled_max_pool_computes_the_pooling_window_and_its_gradient():
+  """2x2 pooling as a reshape and a max gives what nnx.max_pool gives, odd sizes included
+  (the last row and column dropped), forward and backward."""
+  x = jax.random.normal(jax.random.key(0), (2, 7, 9, 3))
+  reference = lambda x: nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+  np.testing.assert_array_equal(max_pool(x, 2), reference(x))
+  assert max_pool(x, 2).shape == (2, 3, 4, 3)
+  weights = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)
+  np.testing.assert_array_equal(grad(lambda x: max_pool(x, 2)), grad(reference))

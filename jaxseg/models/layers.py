@@ -148,8 +148,22 @@ def zero_pad(x: jax.Array, padding: Padding) -> jax.Array:
 
 
 def max_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
-  return nnx.max_pool(x, window_shape=(size, size), strides=(strides or size,) * 2,
-                      padding=padding)
+  strides = strides or size
+  if strides == size and padding == "VALID":
+    return _tiled_max_pool(x, size)
+  return nnx.max_pool(x, window_shape=(size, size), strides=(strides,) * 2, padding=padding)
+
+
+def _tiled_max_pool(x: jax.Array, size: int) -> jax.Array:
+  """Max pooling whose windows tile the image, as a reshape and a max. XLA's CPU backend turns
+  a pooling window's gradient (select-and-scatter) into index arrays, an arg-max window and a
+  scatter, a sixth of the plain U-Net's train step (docs/cpu-performance.md); a max's
+  gradient is a mask. Only ties differ: a window's equal maxima share its gradient instead of
+  the first taking it all; after ReLU the only ties are zeros, whose gradient ReLU stops."""
+  batch, height, width, channels = x.shape
+  height, width = height // size, width // size  # 'VALID': the last rows and columns that
+  x = x[:, :height * size, :width * size]        # make no whole window are dropped
+  return x.reshape(batch, height, size, width, size, channels).max(axis=(2, 4))
 
 
 def avg_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
