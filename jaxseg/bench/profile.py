@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jax
 
-from jaxseg import flags
+from jaxseg import flags, host
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
@@ -123,7 +123,7 @@ def trace_steps(train, state, inputs: tuple, steps: int) -> tuple[list[dict], li
   return per_step, ops, busy
 
 
-def profile(config: Config, steps: int, warmup: int) -> dict:
+def profile(config: Config, steps: int, warmup: int, reused_memory: bool = False) -> dict:
   """Compile, warm up and trace ``config``'s train step; everything `print_report` shows."""
   images, masks = random_batch(config.batch_size, config.image_size)
   train, _, state, inputs, _ = jaxseg_steps(config, images, masks)
@@ -144,7 +144,8 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
                "preset": config.preset},
     "environment": {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
-                    "xla_flags": os.environ.get("XLA_FLAGS", "")},
+                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "reuse_freed_memory": reused_memory},
     "first_call": first_call,  # compile (or compilation cache) and the first step
     "steps": per_step,
     "wall_s": wall,
@@ -162,7 +163,8 @@ def print_report(result: dict, top: int) -> None:
   c, steps = result["config"], result["steps"]
   n = len(steps)
   print(f"{c['backbone']} U-Net, batch {c['batch_size']}, {c['image_size']} px, {c['precision']}"
-        f"; {n} traced steps; {result['environment']['device']}, "
+        f"; {n} traced steps; {result['environment']['device']}"
+        f"{', freed memory reused' if result['environment']['reuse_freed_memory'] else ''}, "
         f"load average {result['environment']['load_average']:.2f}")
   first = result["first_call"]
   print(f"first call (compile and step): {first['wall_s']:.1f} s wall, {first['user_s']:.1f} s user, "
@@ -203,13 +205,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  reused_memory = host.reuse_freed_memory()  # as training does, before JAX starts
   if args.steps < 1 or args.warmup < 0:
     raise JaxsegError("--steps must be at least 1, --warmup at least 0")
   # Random weights: the time of a step does not depend on their values.
   config = flags.apply(get_preset(args.preset), flags.overrides(args)).replace(weights="none")
   config.validate()
   enable_compilation_cache()
-  result = profile(config, args.steps, args.warmup)
+  result = profile(config, args.steps, args.warmup, reused_memory)
   print_report(result, args.top)
   if args.json:
     args.json.parent.mkdir(parents=True, exist_ok=True)
