@@ -1,12 +1,15 @@
-"""Settings of the host process that must come before JAX starts its threads.
+"""Settings of the host process that must come before numpy or JAX start a thread: importing
+jaxseg imports this module first and makes them.
 
 XLA's CPU runtime allocates a step's buffers afresh at every step, from its worker threads.
 glibc's malloc gives those threads arenas of their own, which map big blocks with mmap and
 hand them back to the kernel when freed, so every step faulted in (and the kernel zeroed)
 hundreds of MiB again: 66,000 minor page faults a step for the quick plain U-Net at batch 8,
 165,000 for VGG19 (docs/cpu-performance.md). One arena that neither maps nor trims keeps the
-freed memory for the next step. On an accelerator the host's malloc is not on the step's
-path, so it is left alone there.
+freed memory for the next step. It has to be set before any other thread mallocs: a thread
+keeps the arena it got, and numpy starts one at import. On an accelerator the host's malloc is
+not on the step's path, so it is left alone there, and so it is where the environment sets
+malloc's options itself (``GLIBC_TUNABLES``, ``MALLOC_*``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ def cpu_only() -> bool:
 
 
 def reuse_freed_memory() -> bool:
-  """On a CPU-only host with glibc: one malloc arena, no mmap, no trimming, so that XLA's
-  per-step buffers are reused instead of faulted in anew. True if it was set; call it before
-  anything starts JAX (the threads already running keep their arenas)."""
-  if not cpu_only() or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+  """On a CPU-only host with glibc, unless the environment sets malloc's options: one malloc
+  arena, no mmap, no trimming, so that XLA's per-step buffers are reused instead of faulted
+  in anew. True if it was set."""
+  if (not cpu_only() or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc"
+      or any(name == "GLIBC_TUNABLES" or name.startswith("MALLOC_") for name in os.environ)):
     return False
   libc = ctypes.CDLL(None)
   return all(libc.mallopt(parameter, value) == 1 for parameter, value in
              ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, INT_MAX)))
+
+
+FREED_MEMORY_REUSED = reuse_freed_memory()

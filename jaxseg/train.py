@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 from jax.experimental import multihost_utils
 
-from jaxseg import flags, host
+from jaxseg import flags
 from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
@@ -89,7 +89,6 @@ def settings(args: argparse.Namespace) -> tuple[Config, Path]:
 @cli
 def main(argv=None) -> None:
   args = parse_args(argv)
-  host.reuse_freed_memory()  # before JAX starts its threads
   enable_compilation_cache()
   start_processes(args)
   config, workdir = settings(args)

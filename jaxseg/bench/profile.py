@@ -123,7 +123,7 @@ def trace_steps(train, state, inputs: tuple, steps: int) -> tuple[list[dict], li
   return per_step, ops, busy
 
 
-def profile(config: Config, steps: int, warmup: int, reused_memory: bool = False) -> dict:
+def profile(config: Config, steps: int, warmup: int) -> dict:
   """Compile, warm up and trace ``config``'s train step; everything `print_report` shows."""
   images, masks = random_batch(config.batch_size, config.image_size)
   train, _, state, inputs, _ = jaxseg_steps(config, images, masks)
@@ -145,7 +145,7 @@ def profile(config: Config, steps: int, warmup: int, reused_memory: bool = False
     "environment": {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
                     "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                    "reuse_freed_memory": reused_memory},
+                    "reuse_freed_memory": host.FREED_MEMORY_REUSED},
     "first_call": first_call,  # compile (or compilation cache) and the first step
     "steps": per_step,
     "wall_s": wall,
@@ -205,14 +205,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  reused_memory = host.reuse_freed_memory()  # as training does, before JAX starts
   if args.steps < 1 or args.warmup < 0:
     raise JaxsegError("--steps must be at least 1, --warmup at least 0")
   # Random weights: the time of a step does not depend on their values.
   config = flags.apply(get_preset(args.preset), flags.overrides(args)).replace(weights="none")
   config.validate()
   enable_compilation_cache()
-  result = profile(config, args.steps, args.warmup, reused_memory)
+  result = profile(config, args.steps, args.warmup)
   print_report(result, args.top)
   if args.json:
     args.json.parent.mkdir(parents=True, exist_ok=True)
