@@ -26,7 +26,7 @@ from pathlib import Path
 
 import jax
 
-from jaxseg import flags, host
+from jaxseg import flags
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
@@ -144,8 +144,7 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
                "preset": config.preset},
     "environment": {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
-                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                    "reuse_freed_memory": host.FREED_MEMORY_REUSED},
+                    "xla_flags": os.environ.get("XLA_FLAGS", "")},
     "first_call": first_call,  # compile (or compilation cache) and the first step
     "steps": per_step,
     "wall_s": wall,
@@ -163,8 +162,7 @@ def print_report(result: dict, top: int) -> None:
   c, steps = result["config"], result["steps"]
   n = len(steps)
   print(f"{c['backbone']} U-Net, batch {c['batch_size']}, {c['image_size']} px, {c['precision']}"
-        f"; {n} traced steps; {result['environment']['device']}"
-        f"{', freed memory reused' if result['environment']['reuse_freed_memory'] else ''}, "
+        f"; {n} traced steps; {result['environment']['device']}, "
         f"load average {result['environment']['load_average']:.2f}")
   first = result["first_call"]
   print(f"first call (compile and step): {first['wall_s']:.1f} s wall, {first['user_s']:.1f} s user, "
