@@ -7,6 +7,7 @@ from flax import nnx
 from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.models import build_model
+from jaxseg.models.layers import UpConv2x2, max_pool
 from jaxseg.models.unet import PaperEncoder
 
 
@@ -114,3 +115,42 @@ def test_configs_from_before_unet_depth_read_as_four_poolings():
   assert saved["unet_depth"] == 5
   del saved["unet_depth"]  # as config.json was written before the field
   assert Config.from_dict(saved).unet_depth == 4
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_upconv_computes_the_transposed_conv_and_its_gradients(dtype):
+  """The decoder's 2x2 upsampling as a matmul gives what nnx.ConvTranspose gives, with the
+  same variables, forward and backward."""
+  up = UpConv2x2(6, 4, dtype=dtype, rngs=nnx.Rngs(0))
+  up.bias[...] = jax.random.normal(jax.random.key(1), (4,))
+  reference = nnx.ConvTranspose(6, 4, (2, 2), strides=(2, 2), dtype=dtype, rngs=nnx.Rngs(0))
+  reference.kernel[...], reference.bias[...] = up.kernel[...], up.bias[...]
+  x = jax.random.normal(jax.random.key(2), (2, 3, 5, 6))
+
+  def loss_and_grads(layer):
+    loss = lambda layer, x: jnp.sum(jnp.sin(layer(x).astype(jnp.float32)))
+    return nnx.value_and_grad(loss, argnums=(0, 1))(layer, x)
+
+  (loss, (grads, x_grad)), (loss_ref, (grads_ref, x_grad_ref)) = map(loss_and_grads,
+                                                                     (up, reference))
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  assert up(x).shape == (2, 6, 10, 4) and up(x).dtype == dtype
+  np.testing.assert_allclose(up(x).astype(np.float32), reference(x).astype(np.float32),
+                             atol=tolerance, rtol=tolerance)
+  np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
+  np.testing.assert_allclose(x_grad, x_grad_ref, atol=tolerance, rtol=tolerance)
+  for name in ("kernel", "bias"):
+    np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
+                               rtol=tolerance)
+
+
+def test_tiled_max_pool_computes_the_pooling_window_and_its_gradient():
+  """2x2 pooling as a reshape and a max gives what nnx.max_pool gives, odd sizes included
+  (the last row and column dropped), forward and backward."""
+  x = jax.random.normal(jax.random.key(0), (2, 7, 9, 3))
+  reference = lambda x: nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
+  np.testing.assert_array_equal(max_pool(x, 2), reference(x))
+  assert max_pool(x, 2).shape == (2, 3, 4, 3)
+  weights = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)
+  np.testing.assert_array_equal(grad(lambda x: max_pool(x, 2)), grad(reference))

@@ -52,6 +52,28 @@ def conv(
   return _named(layer, keras_name)
 
 
+class UpConv2x2(nnx.ConvTranspose):
+  """``nnx.ConvTranspose`` with a 2x2 kernel, stride 2 and 'SAME' padding, computed as one
+  matmul and a reshape: its windows do not overlap, so each input pixel makes its own 2x2
+  block of output. Same variables and outputs as the transposed conv, which XLA's CPU backend
+  runs as an input-dilated convolution 5 to 16 times slower, gradients included
+  (docs/cpu-performance.md)."""
+
+  def __init__(self, in_features: int, out_features: int, *, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    super().__init__(in_features, out_features, (2, 2), strides=(2, 2), padding="SAME",
+                     kernel_init=KERAS_KERNEL_INIT, dtype=dtype, param_dtype=jnp.float32,
+                     rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x, kernel, bias = self.promote_dtype((x, self.kernel[...], self.bias[...]), dtype=self.dtype)
+    # The transposed conv correlates the stride-dilated input with the kernel, so output
+    # offset (a, b) in each block takes kernel tap (1 - a, 1 - b).
+    y = jnp.einsum("nhwc,abco->nhawbo", x, kernel[::-1, ::-1], precision=self.precision)
+    batch, height, width, _ = x.shape
+    return y.reshape(batch, 2 * height, 2 * width, kernel.shape[-1]) + bias
+
+
 def depthwise_conv(
   features: int,
   kernel_size: int,
@@ -126,8 +148,22 @@ def zero_pad(x: jax.Array, padding: Padding) -> jax.Array:
 
 
 def max_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
-  return nnx.max_pool(x, window_shape=(size, size), strides=(strides or size,) * 2,
-                      padding=padding)
+  strides = strides or size
+  if strides == size and padding == "VALID":
+    return _tiled_max_pool(x, size)
+  return nnx.max_pool(x, window_shape=(size, size), strides=(strides,) * 2, padding=padding)
+
+
+def _tiled_max_pool(x: jax.Array, size: int) -> jax.Array:
+  """Max pooling whose windows tile the image, as a reshape and a max. XLA's CPU backend turns
+  a pooling window's gradient (select-and-scatter) into index arrays, an arg-max window and a
+  scatter, a sixth of the plain U-Net's train step (docs/cpu-performance.md); a max's
+  gradient is a mask. Only ties differ: a window's equal maxima share its gradient instead of
+  the first taking it all; after ReLU the only ties are zeros, whose gradient ReLU stops."""
+  batch, height, width, channels = x.shape
+  height, width = height // size, width // size  # 'VALID': the last rows and columns that
+  x = x[:, :height * size, :width * size]        # make no whole window are dropped
+  return x.reshape(batch, height, size, width, size, channels).max(axis=(2, 4))
 
 
 def avg_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):

@@ -82,9 +82,7 @@ class DecoderBlock(nnx.Module):
   def __init__(self, in_features: int, skip_features: int, features: int, *, decoder: str,
                dropout: float, dtype, rngs: nnx.Rngs):
     if decoder == "paper":
-      self.up = nnx.ConvTranspose(in_features, features, (2, 2), strides=(2, 2),
-                                  kernel_init=layers.KERAS_KERNEL_INIT, dtype=dtype,
-                                  param_dtype=jnp.float32, rngs=rngs)
+      self.up = layers.UpConv2x2(in_features, features, dtype=dtype, rngs=rngs)
       up_features = features
     elif decoder == "smp":
       self.up = None
