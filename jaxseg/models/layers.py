@@ -157,7 +157,7 @@ def max_pool(x: jax.Array, size: int, strides: int | None = None, padding: str =
 def _tiled_max_pool(x: jax.Array, size: int) -> jax.Array:
   """Max pooling whose windows tile the image, as a reshape and a max. XLA's CPU backend turns
   a pooling window's gradient (select-and-scatter) into index arrays, an arg-max window and a
-  scatter, a sixth of the plain U-Net's train step (docs/cpu-performance.md); a max's
+  scatter, a tenth of the plain U-Net's train step (docs/cpu-performance.md); a max's
   gradient is a mask. Only ties differ: a window's equal maxima share its gradient instead of
   the first taking it all; after ReLU the only ties are zeros, whose gradient ReLU stops."""
   batch, height, width, channels = x.shape
