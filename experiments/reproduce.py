@@ -127,6 +127,9 @@ def train_or_skip(path: Path, config) -> dict:
     if summary["config"]["epochs"] != config.epochs:
       raise JaxsegError(f"{run.path} finished after {summary['config']['epochs']} epochs, not "
                         f"{config.epochs}; choose another --out")
+    if "train_images_per_second" not in summary:
+      raise JaxsegError(f"{run.path}: made by an earlier jaxseg that did not record its "
+                        "training speed; choose another --out")
     print(f"{run.path.name}: finished earlier, skipped")
     return summary
   # As a resume, training checks that the settings still match the run's own.

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from jaxseg.config import Config
 from jaxseg.data.synthetic import write_synthetic
+from jaxseg.errors import JaxsegError
 
 SCRIPT = Path(__file__).parents[1] / "experiments" / "reproduce.py"
 METHODS, TARGETS = ("unet", "mobilenet"), ("cytoplasm", "nuclei")
@@ -113,3 +115,11 @@ def test_rerun_skips_finished_runs_and_resumes_a_stopped_one(reproduced):
   after = json.loads(stopped.read_text())
   assert after["test"] == pytest.approx(before["test"])
   assert after["best_epoch"] == before["best_epoch"] == 1
+
+
+def test_finished_run_without_training_speed_is_refused(reproduced, tmp_path):
+  script, _, _ = reproduced
+  (tmp_path / "old").mkdir()
+  (tmp_path / "old" / "summary.json").write_text(json.dumps({"config": {"epochs": 1}}))
+  with pytest.raises(JaxsegError, match="earlier jaxseg"):
+    script.train_or_skip(tmp_path / "old", Config(epochs=1))
