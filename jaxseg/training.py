@@ -202,8 +202,11 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     images = loaders["train"].steps(drop_remainder=True) * config.batch_size
     epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
                "train_images_per_second": round(images / seconds["train_s"], 2)}
+    save_start = time.perf_counter()
     improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice)
+    seconds["checkpoint_s"] = time.perf_counter() - save_start
     epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
+    epoch_record["phase_seconds"] = {name: round(value, 2) for name, value in seconds.items()}
     history.append(epoch_record)
     run.append_metrics(epoch_record)
     board.write(epoch, epoch_record, learning_rate=config.learning_rate,

@@ -37,6 +37,12 @@ def test_run_folder(straight):
   assert (workdir / "checkpoints" / "latest").is_dir() and (workdir / "checkpoints" / "best").is_dir()
   history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [m["epoch"] for m in history] == [1, 2]
+  for record in history:  # every phase of the epoch timed, within the epoch's time
+    phases = record["phase_seconds"]
+    assert set(phases) == {"train_s", "statistics_s", "validation_s", "checkpoint_s"}
+    assert 0 < sum(phases.values()) <= record["seconds"] + 0.02  # each rounded to 0.01 s
+  # The median over epochs after the first, which compiled: here epoch 2's.
+  assert summary["train_images_per_second"] == history[1]["train_images_per_second"]
   assert summary["images"] == {"train": 9, "val": 1, "test": 2}
   assert summary["best_epoch"] in (1, 2)
   for key in ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou"):
