@@ -37,7 +37,7 @@ from pathlib import Path
 import jax
 
 from jaxseg import engine, flags
-from jaxseg.bench.peers import PeerUnavailable, load_peer
+from jaxseg.bench.peers import load_peers
 from jaxseg.bench.steps import _names, environment, write_json
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
@@ -142,15 +142,7 @@ def peer_row(peer, config: Config, loaders: dict, count: int, train_images: int)
 def run(args: argparse.Namespace) -> dict:
   """Every backbone of ``args``; the JSON file, if any, is rewritten after each row."""
   base = settings(args)
-  peers, versions = {}, {}
-  for name in args.peer:
-    try:
-      peers[name] = load_peer(name)
-      versions[name] = peers[name].versions()
-    except PeerUnavailable as error:
-      versions[name] = {"unavailable": str(error)}
-      print(f"jaxseg.bench.epoch: peer {name} skipped, it does not import: {error}",
-            file=sys.stderr)
+  peers, versions = load_peers(args.peer, "jaxseg.bench.epoch")
   _, splits = data_splits(base)
   loaders = make_loaders(base, splits, names=("train", "val"))
   train_steps = loaders["train"].steps(drop_remainder=True)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import engine
-from jaxseg.bench.peers import PEERS, PeerUnavailable, load_peer
+from jaxseg.bench.peers import PEERS, load_peers
 from jaxseg.bench.timing import Timing, measure_jitted, steps_per_second
 from jaxseg.config import COMPUTE_DTYPES, Config
 from jaxseg.data.augment import Augment
@@ -85,14 +85,7 @@ def ratios(ours: dict, peer: dict) -> dict:
 
 def run(args: argparse.Namespace, timing: Timing) -> dict:
   """Every configuration of ``args``; the JSON file, if any, is rewritten after each row."""
-  peers, versions = {}, {}
-  for name in args.peer:
-    try:
-      peers[name] = load_peer(name)
-      versions[name] = peers[name].versions()
-    except PeerUnavailable as error:
-      versions[name] = {"unavailable": str(error)}
-      print(f"jaxseg.bench: peer {name} skipped, it does not import: {error}", file=sys.stderr)
+  peers, versions = load_peers(args.peer, "jaxseg.bench")
   matmul_size = args.matmul_size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
   peak = matmul_peak_tflops(matmul_size, timing)
   print(f"jaxseg.bench: {jax.device_count()} x {jax.devices()[0].device_kind}; "

@@ -9,6 +9,7 @@ the others), and ``versions()``; the smp peer also has ``time_epochs``, the whol
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 
 PEERS = {
@@ -23,6 +24,20 @@ def load_peer(name: str) -> ModuleType:
     return importlib.import_module(PEERS[name])
   except Exception as error:  # a broken install fails in many ways, not only ImportError
     raise PeerUnavailable(f"{type(error).__name__}: {error}") from error
+
+
+def load_peers(names, command: str) -> tuple[dict[str, ModuleType], dict[str, dict]]:
+  """(the peers of ``names`` that import, the versions of each or why it did not import);
+  one that does not is skipped with a line on stderr from ``command``."""
+  peers, versions = {}, {}
+  for name in names:
+    try:
+      peers[name] = load_peer(name)
+      versions[name] = peers[name].versions()
+    except PeerUnavailable as error:
+      versions[name] = {"unavailable": str(error)}
+      print(f"{command}: peer {name} skipped, it does not import: {error}", file=sys.stderr)
+  return peers, versions
 
 
 class PeerUnavailable(Exception):
