@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import jax
-from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxseg import flags
 from jaxseg.config import Config, enable_compilation_cache
@@ -52,9 +54,14 @@ def start_processes(args: argparse.Namespace) -> None:
   # CPU hosts (and the tests) need a collectives library; GPUs use NCCL regardless.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-  # Meet once now, while the processes are in step: CPU collectives (gloo) give up when one
-  # process reaches its first collective more than 30 s after another.
-  multihost_utils.sync_global_devices("jaxseg: processes started")
+  # Connect every device now, while the processes are in step: gloo gives up when one process
+  # reaches its first collective over a set of devices more than 30 s after another (say, a
+  # slower compile of the train step), and reuses the connections after. A barrier is not
+  # enough: it connects one device per process, not the training mesh of all devices.
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  ones = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")),
+                                                np.ones(jax.local_device_count(), np.int32))
+  jax.block_until_ready(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(ones))
 
 
 def settings(args: argparse.Namespace) -> tuple[Config, Path]:

@@ -46,18 +46,29 @@ TINY = ["--image-size", "32", "--unet-filters", "4", "--batch-size", "4", "--loa
         "--preset", "quick"]
 
 
-def train_processes(count, *args):
-  """``python -m jaxseg.train ARGS`` as ``count`` processes of two devices each."""
+def run_processes(count, module, *args) -> list[str]:
+  """``python -m MODULE ARGS`` as ``count`` processes of two devices each; their outputs."""
   port = free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
   extra = lambda i: ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(count),
                      "--process-id", str(i)] if count > 1 else []
-  procs = [subprocess.Popen([sys.executable, "-m", "jaxseg.train", *args, *extra(i)], env=env,
+  procs = [subprocess.Popen([sys.executable, "-m", module, *args, *extra(i)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(count)]
   outputs = [p.communicate(timeout=900) for p in procs]
   for p, (_, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]
+  return [out for out, _ in outputs]
+
+
+def train_processes(count, *args):
+  run_processes(count, "jaxseg.train", *args)
+
+
+def test_a_process_late_to_its_first_collective_is_waited_for():
+  # Every device's value (process id + 1), doubled, summed over both processes' two devices.
+  for out in run_processes(2, "tests.late_process"):
+    assert float(out.split()[-1]) == 2 * (1 + 1 + 2 + 2)
 
 
 def test_two_processes_checkpoint_resume_and_equal_one(tmp_path):
