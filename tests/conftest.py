@@ -8,5 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # the same small models, and building one compiles a program per initialiser shape.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jaxseg-xla-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Tests run tiny shapes, where compiling costs more than running: without LLVM's optimisation
+# of XLA's generated loops the suite takes about 40% less time (convolutions and matrix products
+# run in the same precompiled kernels either way).
+os.environ["XLA_FLAGS"] = " ".join(
+  (os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0")).strip()
 # Synthetic data and converted weights of the tests stay out of the user's cache.
 os.environ.setdefault("JAXSEG_CACHE", tempfile.mkdtemp(prefix="jaxseg-cache-"))

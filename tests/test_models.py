@@ -7,7 +7,7 @@ from flax import nnx
 from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.models import build_model
-from jaxseg.models.layers import UpConv2x2, max_pool
+from jaxseg.models.layers import UpConv2x2, depthwise_conv, max_pool
 from jaxseg.models.unet import PaperEncoder
 
 
@@ -154,3 +154,40 @@ def test_tiled_max_pool_computes_the_pooling_window_and_its_gradient():
   weights = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
   grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)
   np.testing.assert_array_equal(grad(lambda x: max_pool(x, 2)), grad(reference))
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, multiplier, dtype", [
+  (3, 1, "SAME", 1, jnp.float32),             # MobileNet's stride-1 blocks
+  (3, 2, "VALID", 1, jnp.float32),            # MobileNet's strided blocks (padded before)
+  (5, 2, "SAME", 1, jnp.float32),             # EfficientNet's 5x5 strided blocks
+  (3, 1, ((1, 2), (0, 1)), 2, jnp.float32),   # uneven padding, a depth multiplier
+  (3, 2, "SAME", 1, jnp.bfloat16),
+])
+def test_depthwise_conv_as_taps_computes_the_grouped_conv_and_its_gradients(
+    kernel_size, strides, padding, multiplier, dtype):
+  """On a CPU the depthwise conv is a sum over its taps: it gives what the grouped conv gives,
+  with the same variables, forward and backward."""
+  assert jax.default_backend() == "cpu"  # where the taps replace the convolution
+  layer = depthwise_conv(6, kernel_size, depth_multiplier=multiplier, strides=strides,
+                         padding=padding, use_bias=True, dtype=dtype, rngs=nnx.Rngs(0))
+  layer.bias[...] = jax.random.normal(jax.random.key(1), (6 * multiplier,))
+  reference = nnx.Conv(6, 6 * multiplier, (kernel_size, kernel_size), strides=strides,
+                       padding=padding, feature_group_count=6, dtype=dtype, rngs=nnx.Rngs(0))
+  reference.kernel[...], reference.bias[...] = layer.kernel[...], layer.bias[...]
+  x = jax.random.normal(jax.random.key(2), (2, 11, 10, 6))
+
+  def loss_and_grads(layer):
+    loss = lambda layer, x: jnp.sum(jnp.sin(layer(x).astype(jnp.float32)))
+    return nnx.value_and_grad(loss, argnums=(0, 1))(layer, x)
+
+  (loss, (grads, x_grad)), (loss_ref, (grads_ref, x_grad_ref)) = map(loss_and_grads,
+                                                                     (layer, reference))
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
+  np.testing.assert_allclose(layer(x).astype(np.float32), reference(x).astype(np.float32),
+                             atol=tolerance, rtol=tolerance)
+  np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
+  np.testing.assert_allclose(x_grad, x_grad_ref, atol=tolerance, rtol=tolerance)
+  for name in ("kernel", "bias"):
+    np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
+                               rtol=tolerance)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 # Keras's default kernel initialiser, which the paper's U-Net and decoder started from; the
@@ -74,6 +75,30 @@ class UpConv2x2(nnx.ConvTranspose):
     return y.reshape(batch, 2 * height, 2 * width, kernel.shape[-1]) + bias
 
 
+def _depthwise_as_taps(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                       dimension_numbers=None, feature_group_count=1, **options):
+  """`lax.conv_general_dilated` for `depthwise_conv`'s NHWC inputs and HWIO kernels: on a CPU,
+  the sum over the kernel's taps of the strided, shifted input times each channel's weight,
+  accumulated in float32. XLA's CPU backend runs grouped convolutions 4 to 80 times slower than
+  this, gradients included (docs/cpu-performance.md); other backends get the convolution."""
+  undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+  if jax.default_backend() != "cpu" or not undilated:
+    return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+      feature_group_count=feature_group_count, **options)
+  (kernel_h, kernel_w, _, out_channels), (stride_h, stride_w) = rhs.shape, window_strides
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], (kernel_h, kernel_w), window_strides, padding)
+  x = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
+  # Output channel c * multiplier + m reads input channel c.
+  x = jnp.repeat(x, out_channels // lhs.shape[-1], axis=-1).astype(jnp.float32)
+  out_h, out_w = (x.shape[1] - kernel_h) // stride_h + 1, (x.shape[2] - kernel_w) // stride_w + 1
+  out = sum(x[:, i:i + (out_h - 1) * stride_h + 1:stride_h, j:j + (out_w - 1) * stride_w + 1:stride_w]
+            * rhs[i, j, 0].astype(jnp.float32)
+            for i in range(kernel_h) for j in range(kernel_w))
+  return out.astype(options.get("preferred_element_type") or jnp.result_type(lhs, rhs))
+
+
 def depthwise_conv(
   features: int,
   kernel_size: int,
@@ -95,6 +120,7 @@ def depthwise_conv(
     padding=padding,
     feature_group_count=features,
     use_bias=use_bias,
+    conv_general_dilated=_depthwise_as_taps,
     dtype=dtype,
     param_dtype=jnp.float32,
     rngs=rngs,
