@@ -38,7 +38,7 @@ import jax
 
 from jaxseg import engine, flags
 from jaxseg.bench.peers import load_peers
-from jaxseg.bench.steps import _names, environment, write_json
+from jaxseg.bench.steps import _names, environment, record_row
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.sources import data_splits
@@ -180,10 +180,7 @@ def run(args: argparse.Namespace) -> dict:
                     for name, measured in row["peers"].items() if "epoch_s" in measured}
     gc.collect()  # free this backbone's executables and buffers before the next
     print_row(row, list(peers))
-    result["rows"].append(row)
-    result["environment"]["load_average"]["end"] = os.getloadavg()[0]
-    if args.json:  # a run cut short still leaves the rows it finished
-      write_json(args.json, result)
+    record_row(result, row, args.json)
   return result
 
 

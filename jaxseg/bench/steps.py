@@ -113,10 +113,7 @@ def run(args: argparse.Namespace, timing: Timing) -> dict:
         row = measure_row(config, peers, peak, timing)
         gc.collect()  # free this configuration's executables and buffers before the next
         print_row(row, list(peers))
-        result["rows"].append(row)
-        result["environment"]["load_average"]["end"] = os.getloadavg()[0]
-        if args.json:  # a run cut short still leaves the rows it finished
-          write_json(args.json, result)
+        record_row(result, row, args.json)
   return result
 
 
@@ -143,9 +140,14 @@ def measure_row(config: Config, peers: dict, peak: float, timing: Timing) -> dic
   return row
 
 
-def write_json(path: Path, result: dict) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(result, indent=2) + "\n")
+def record_row(result: dict, row: dict, path: Path | None) -> None:
+  """Add ``row`` to ``result`` with the load average now, and rewrite the JSON file, if any:
+  a run cut short still leaves the rows it finished."""
+  result["rows"].append(row)
+  result["environment"]["load_average"]["end"] = os.getloadavg()[0]
+  if path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def environment(peer_versions: dict) -> dict:
