@@ -117,6 +117,25 @@ def test_configs_from_before_unet_depth_read_as_four_poolings():
   assert Config.from_dict(saved).unet_depth == 4
 
 
+def assert_same_outputs_and_gradients(layer, reference, x, dtype):
+  """``layer`` and ``reference`` (same variables) agree on ``x``: outputs, a loss, and its
+  gradients with respect to the input, kernel and bias."""
+  def loss_and_grads(layer):
+    loss = lambda layer, x: jnp.sum(jnp.sin(layer(x).astype(jnp.float32)))
+    return nnx.value_and_grad(loss, argnums=(0, 1))(layer, x)
+
+  (loss, (grads, x_grad)), (loss_ref, (grads_ref, x_grad_ref)) = map(loss_and_grads,
+                                                                     (layer, reference))
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(layer(x).astype(np.float32), reference(x).astype(np.float32),
+                             atol=tolerance, rtol=tolerance)
+  np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
+  np.testing.assert_allclose(x_grad, x_grad_ref, atol=tolerance, rtol=tolerance)
+  for name in ("kernel", "bias"):
+    np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
+                               rtol=tolerance)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_upconv_computes_the_transposed_conv_and_its_gradients(dtype):
   """The decoder's 2x2 upsampling as a matmul gives what nnx.ConvTranspose gives, with the
@@ -126,22 +145,8 @@ def test_upconv_computes_the_transposed_conv_and_its_gradients(dtype):
   reference = nnx.ConvTranspose(6, 4, (2, 2), strides=(2, 2), dtype=dtype, rngs=nnx.Rngs(0))
   reference.kernel[...], reference.bias[...] = up.kernel[...], up.bias[...]
   x = jax.random.normal(jax.random.key(2), (2, 3, 5, 6))
-
-  def loss_and_grads(layer):
-    loss = lambda layer, x: jnp.sum(jnp.sin(layer(x).astype(jnp.float32)))
-    return nnx.value_and_grad(loss, argnums=(0, 1))(layer, x)
-
-  (loss, (grads, x_grad)), (loss_ref, (grads_ref, x_grad_ref)) = map(loss_and_grads,
-                                                                     (up, reference))
-  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
   assert up(x).shape == (2, 6, 10, 4) and up(x).dtype == dtype
-  np.testing.assert_allclose(up(x).astype(np.float32), reference(x).astype(np.float32),
-                             atol=tolerance, rtol=tolerance)
-  np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
-  np.testing.assert_allclose(x_grad, x_grad_ref, atol=tolerance, rtol=tolerance)
-  for name in ("kernel", "bias"):
-    np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
-                               rtol=tolerance)
+  assert_same_outputs_and_gradients(up, reference, x, dtype)
 
 
 def test_tiled_max_pool_computes_the_pooling_window_and_its_gradient():
@@ -175,19 +180,5 @@ def test_depthwise_conv_as_taps_computes_the_grouped_conv_and_its_gradients(
                        padding=padding, feature_group_count=6, dtype=dtype, rngs=nnx.Rngs(0))
   reference.kernel[...], reference.bias[...] = layer.kernel[...], layer.bias[...]
   x = jax.random.normal(jax.random.key(2), (2, 11, 10, 6))
-
-  def loss_and_grads(layer):
-    loss = lambda layer, x: jnp.sum(jnp.sin(layer(x).astype(jnp.float32)))
-    return nnx.value_and_grad(loss, argnums=(0, 1))(layer, x)
-
-  (loss, (grads, x_grad)), (loss_ref, (grads_ref, x_grad_ref)) = map(loss_and_grads,
-                                                                     (layer, reference))
-  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
   assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
-  np.testing.assert_allclose(layer(x).astype(np.float32), reference(x).astype(np.float32),
-                             atol=tolerance, rtol=tolerance)
-  np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
-  np.testing.assert_allclose(x_grad, x_grad_ref, atol=tolerance, rtol=tolerance)
-  for name in ("kernel", "bias"):
-    np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
-                               rtol=tolerance)
+  assert_same_outputs_and_gradients(layer, reference, x, dtype)
