@@ -142,6 +142,11 @@ def eval_step(model: Model, state: TrainState, images, masks) -> jax.Array:
   return confusion_counts(predict_logits(model, state, images) > 0, masks)
 
 
+def data_mesh() -> jax.sharding.Mesh:
+  """Every process's devices on one ``data`` axis: the mesh the steps split batches over."""
+  return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+
+
 class Steps:
   """The jitted steps over a mesh of every device, batches split along its ``data`` axis."""
 
@@ -152,7 +157,7 @@ class Steps:
         f"--batch-size {batch_size} does not split over {len(devices)} devices; "
         f"use a multiple of {len(devices)}"
       )
-    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+    mesh = data_mesh()
     self.replicated = NamedSharding(mesh, PartitionSpec())
     self.sharded = NamedSharding(mesh, PartitionSpec("data"))
     self.batch_size = batch_size

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxseg import flags
+from jaxseg import engine, flags
 from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
@@ -58,7 +58,7 @@ def start_processes(args: argparse.Namespace) -> None:
   # reaches its first collective over a set of devices more than 30 s after another (say, a
   # slower compile of the train step), and reuses the connections after. A barrier is not
   # enough: it connects one device per process, not the training mesh of all devices.
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  mesh = engine.data_mesh()
   ones = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")),
                                                 np.ones(jax.local_device_count(), np.int32))
   jax.block_until_ready(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(ones))

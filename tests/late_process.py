@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxseg.engine import data_mesh
 from jaxseg.train import parse_args, start_processes
 
 LATE_SECONDS = 35  # gloo's connection timeout is 30 s
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> None:
   process_id = args.process_id
   if process_id == 1:
     time.sleep(LATE_SECONDS)
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  mesh = data_mesh()
   values = jax.make_array_from_process_local_data(
     NamedSharding(mesh, PartitionSpec("data")),
     np.full(jax.local_device_count(), process_id + 1, np.float32))
