@@ -5,14 +5,15 @@ RUN/config.json          the settings, as `Config.to_dict` writes them
 RUN/data.json            the split: every file of train, validation and test, fingerprinted
 RUN/metrics.jsonl        one line per epoch
 RUN/checkpoints/latest/  the last finished epoch (what --resume continues)
-RUN/checkpoints/best/    the epoch with the best validation Dice (what evaluate reloads)
+RUN/checkpoints/best/    the model of the epoch with the best validation Dice (what evaluate reloads)
 RUN/tensorboard/         TensorBoard events of each epoch (where tensorboardX is installed)
 RUN/summary.json         the final test metrics, written when training ends
 ```
 
-A checkpoint holds two packed items, ``model`` (parameters and BatchNorm statistics: all that
-evaluation and prediction read) and ``optimizer`` (step and Adam moments: what resuming adds),
-and in its metadata the path, shape and dtype of every leaf, which a restore checks first.
+A checkpoint holds packed items, ``model`` (parameters and BatchNorm statistics: all that
+evaluation and prediction read) and, in ``latest``, ``optimizer`` (step and Adam moments: what
+resuming adds), and in its metadata the path, shape and dtype of every leaf, which a restore
+checks first.
 """
 
 from __future__ import annotations
@@ -149,10 +150,14 @@ class RunFolder:
     return self._managers[which]
 
   def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
-    model, optimizer = _parts(state)
-    meta = {**meta, "layout": {"model": _layout(model), "optimizer": _layout(optimizer)}}
+    """Checkpoint ``state`` as ``which``; a state without optimizer state saves the model item
+    alone."""
+    items = dict(zip(("model", "optimizer"), _parts(state)))
+    if state.opt_state is None:
+      del items["optimizer"]
+    meta = {**meta, "layout": {item: _layout(tree) for item, tree in items.items()}}
     self._manager(which).save(epoch, args=ocp.args.Composite(
-      model=ocp.args.StandardSave(_pack(model)), optimizer=ocp.args.StandardSave(_pack(optimizer)),
+      **{item: ocp.args.StandardSave(_pack(tree)) for item, tree in items.items()},
       meta=ocp.args.JsonSave(meta)))
 
   def has_checkpoint(self, which: str) -> bool:
@@ -170,6 +175,8 @@ class RunFolder:
     if like.opt_state is not None:
       items["optimizer"] = _parts(like)[1]
     meta = self._read(manager, epoch, where, meta=ocp.args.JsonRestore()).meta
+    if "optimizer" in items and "optimizer" not in meta.get("layout", {}):
+      raise JaxsegError(f"{where}: holds the model alone, no optimizer state to resume from")
     # Checked before any array is read: a failed Orbax restore dumps both trees.
     for item, tree in items.items():
       _check_layout(meta.get("layout", {}).get(item, []), _layout(tree), where)

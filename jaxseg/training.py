@@ -217,7 +217,8 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
                f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
 
   board.close()
-  state, best_meta = run.restore("best", state)
+  best, best_meta = run.restore("best", state.replace(opt_state=None))
+  state = state.replace(params=best.params, model_state=best.model_state)
   test = evaluate_loader(steps, state, loaders["test"])
   summary = {
     "preset": config.preset,
@@ -267,13 +268,14 @@ def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, ke
 
 
 def save_epoch(run: RunFolder, epoch: int, state, dice: float, best_dice: float):
-  """Checkpoint ``epoch`` as the latest, and as the best where its validation ``dice`` beats
-  ``best_dice``: (improved, best Dice so far)."""
+  """Checkpoint ``epoch`` as the latest, and its model as the best where its validation
+  ``dice`` beats ``best_dice``: (improved, best Dice so far). Only ``latest`` is resumed, so
+  ``best`` leaves out Adam's moments, two thirds of the state."""
   improved = dice > best_dice
   best_dice = max(best_dice, dice)
   meta = {"epoch": epoch, "best_dice": best_dice}
   if improved:
-    run.save("best", epoch, state, meta)
+    run.save("best", epoch, state.replace(opt_state=None), meta)
   run.save("latest", epoch, state, meta)
   return improved, best_dice
 

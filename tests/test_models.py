@@ -7,7 +7,7 @@ from flax import nnx
 from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.models import build_model
-from jaxseg.models.layers import UpConv2x2, depthwise_conv, max_pool
+from jaxseg.models.layers import UpConv2x2, conv, depthwise_conv, max_pool
 from jaxseg.models.unet import PaperEncoder
 
 
@@ -149,16 +149,20 @@ def test_upconv_computes_the_transposed_conv_and_its_gradients(dtype):
   assert_same_outputs_and_gradients(up, reference, x, dtype)
 
 
-def test_tiled_max_pool_computes_the_pooling_window_and_its_gradient():
-  """2x2 pooling as a reshape and a max gives what nnx.max_pool gives, odd sizes included
-  (the last row and column dropped), forward and backward."""
-  x = jax.random.normal(jax.random.key(0), (2, 7, 9, 3))
-  reference = lambda x: nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding="VALID")
-  np.testing.assert_array_equal(max_pool(x, 2), reference(x))
-  assert max_pool(x, 2).shape == (2, 3, 4, 3)
-  weights = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+@pytest.mark.parametrize("size, strides, shape", [
+  (2, 2, (2, 7, 9, 3)),   # U-Net's and VGG19's pools, odd sizes: the last row and column dropped
+  (3, 2, (2, 11, 10, 3)),  # ResNet50's and DenseNet121's overlapping 3x3 pool
+])
+def test_max_pool_computes_the_pooling_window_and_its_gradient(size, strides, shape):
+  """Pooling as maxima of strided slices gives what nnx.max_pool gives, forward and backward."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = lambda x: nnx.max_pool(x, (size, size), strides=(strides, strides), padding="VALID")
+  np.testing.assert_array_equal(max_pool(x, size, strides), reference(x))
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape)
   grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)
-  np.testing.assert_array_equal(grad(lambda x: max_pool(x, 2)), grad(reference))
+  # Overlapping windows add their gradients in another order: equal up to rounding.
+  np.testing.assert_allclose(grad(lambda x: max_pool(x, size, strides)), grad(reference),
+                             rtol=1e-6)
 
 
 @pytest.mark.parametrize("kernel_size, strides, padding, multiplier, dtype", [
@@ -180,5 +184,27 @@ def test_depthwise_conv_as_taps_computes_the_grouped_conv_and_its_gradients(
                        padding=padding, feature_group_count=6, dtype=dtype, rngs=nnx.Rngs(0))
   reference.kernel[...], reference.bias[...] = layer.kernel[...], layer.bias[...]
   x = jax.random.normal(jax.random.key(2), (2, 11, 10, 6))
+  assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
+  assert_same_outputs_and_gradients(layer, reference, x, dtype)
+
+
+@pytest.mark.parametrize("strides, padding, size, dtype", [
+  (1, "SAME", (11, 10), jnp.float32),    # DenseNet's, MobileNet's and EfficientNet's 1x1 convs
+  (2, "VALID", (11, 10), jnp.float32),   # ResNet50's strided 1x1 convs, odd sizes
+  (2, "SAME", (8, 9), jnp.bfloat16),
+  (1, ((1, 0), (0, 1)), (5, 6), jnp.float32),  # padded: left to the convolution
+])
+def test_pointwise_conv_as_matmul_computes_the_conv_and_its_gradients(strides, padding, size,
+                                                                      dtype):
+  """On a CPU a 1x1 conv is a matmul over channels: it gives what the convolution gives, with
+  the same variables, forward and backward."""
+  assert jax.default_backend() == "cpu"  # where the matmul replaces the convolution
+  layer = conv(6, 5, 1, strides=strides, padding=padding, dtype=dtype, rngs=nnx.Rngs(0))
+  assert layer.conv_general_dilated is not jax.lax.conv_general_dilated
+  layer.bias[...] = jax.random.normal(jax.random.key(1), (5,))
+  reference = nnx.Conv(6, 5, (1, 1), strides=strides, padding=padding, dtype=dtype,
+                       rngs=nnx.Rngs(0))
+  reference.kernel[...], reference.bias[...] = layer.kernel[...], layer.bias[...]
+  x = jax.random.normal(jax.random.key(2), (2, *size, 6))
   assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
   assert_same_outputs_and_gradients(layer, reference, x, dtype)

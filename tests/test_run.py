@@ -71,6 +71,20 @@ def test_inference_restores_the_model_alone(tmp_path):
   np.testing.assert_array_equal(restored.model_state["mean"], saved.model_state["mean"])
 
 
+def test_a_state_without_optimizer_saves_the_model_alone(tmp_path):
+  """``best`` is saved without Adam's moments: nothing of them on disk, and resuming from it
+  is refused in one line."""
+  run = RunFolder(tmp_path / "run")
+  run.save("best", 2, hand_state({"kernel": jnp.full((2, 3), 5.0)}, False), {"epoch": 2})
+  assert not (tmp_path / "run" / "checkpoints" / "best" / "2" / "optimizer").exists()
+  assert (tmp_path / "run" / "checkpoints" / "best" / "2" / "model").is_dir()
+  restored, _ = run.restore("best", hand_state({"kernel": jnp.zeros((2, 3))}, False))
+  np.testing.assert_array_equal(restored.params["kernel"], np.full((2, 3), 5.0))
+  with pytest.raises(JaxsegError, match=r"best/2: holds the model alone, no optimizer state"):
+    run.restore("best", hand_state({"kernel": jnp.zeros((2, 3))}))
+  run.close()
+
+
 def test_truncated_checkpoint_is_one_line(tmp_path):
   run = RunFolder(tmp_path / "run")
   run.save("latest", 1, hand_state({"kernel": jnp.ones((64, 64))}), {"epoch": 1})

@@ -34,7 +34,11 @@ def test_run_folder(straight):
   for name in ("config.json", "metrics.jsonl", "summary.json", "training_curves.png",
                "predictions.png"):
     assert (workdir / name).is_file(), name
-  assert (workdir / "checkpoints" / "latest").is_dir() and (workdir / "checkpoints" / "best").is_dir()
+  checkpoints = workdir / "checkpoints"
+  best_epoch = summary["best_epoch"]
+  assert (checkpoints / "latest" / "2" / "optimizer").is_dir()  # what --resume reads
+  assert (checkpoints / "best" / str(best_epoch) / "model").is_dir()
+  assert not (checkpoints / "best" / str(best_epoch) / "optimizer").exists()  # never resumed
   history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [m["epoch"] for m in history] == [1, 2]
   for record in history:  # every phase of the epoch timed, within the epoch's time

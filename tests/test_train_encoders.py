@@ -64,7 +64,7 @@ def test_frozen_encoder_keeps_converted_weights(data, tmp_path):
   config, _ = run.read_config()
   # Seeded by config.seed and loaded from config.weights, as training's was.
   _, before = engine.build(config, build_model(config))
-  after, _ = run.restore("best", before)
+  after, _ = run.restore("best", before.replace(opt_state=None))
   run.close()
   for kind in ("params", "model_state"):  # weights; BatchNorm statistics
     encoder_before, decoder_before = encoder_leaves(getattr(before, kind))
@@ -93,7 +93,7 @@ def test_evaluate_and_predict_equal_training_with_imagenet_rescale(data, tmp_pat
   model, state = engine.build(config, build_model(config))  # as training built it
   steps = engine.Steps(model, config.augment, config.batch_size)
   run = RunFolder(workdir)
-  state, _ = run.restore("best", steps.place(state))
+  state, _ = run.restore("best", steps.place(state.replace(opt_state=None)))
   run.close()
   scale = np.asarray(trained.network().encoder.input_scale[...])
   np.testing.assert_allclose(scale, [1 / math.sqrt(s) for s in (0.229, 0.224, 0.225)], rtol=1e-6)

@@ -8,6 +8,8 @@ Keras application code they copy: one constructor call per Keras layer, same nam
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -46,11 +48,33 @@ def conv(
     padding=padding,
     use_bias=use_bias,
     kernel_init=kernel_init,
+    conv_general_dilated=_pointwise_as_matmul if kernel_size == 1 else lax.conv_general_dilated,
     dtype=dtype,
     param_dtype=jnp.float32,
     rngs=rngs,
   )
   return _named(layer, keras_name)
+
+
+def _pointwise_as_matmul(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, *, precision=None,
+                         preferred_element_type=None, **options):
+  """`lax.conv_general_dilated` for `conv`'s 1x1 kernels: on a CPU, a matmul over the channels
+  of the strided input. XLA's CPU backend wraps a 1x1 convolution's gradients in layout copies
+  and runs them up to twice as slowly as the matmul (docs/cpu-performance.md); other backends
+  get the convolution."""
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  plain = (all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+           and feature_group_count == 1 and all(p == (0, 0) for p in padding))
+  if jax.default_backend() != "cpu" or not plain:
+    return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+      feature_group_count=feature_group_count, precision=precision,
+      preferred_element_type=preferred_element_type, **options)
+  stride_h, stride_w = window_strides
+  return jnp.einsum("nhwc,co->nhwo", lhs[:, ::stride_h, ::stride_w], rhs[0, 0],
+                    precision=precision, preferred_element_type=preferred_element_type)
 
 
 class UpConv2x2(nnx.ConvTranspose):
@@ -173,23 +197,19 @@ def zero_pad(x: jax.Array, padding: Padding) -> jax.Array:
   return jnp.pad(x, ((0, 0), *padding, (0, 0)))
 
 
-def max_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
+def max_pool(x: jax.Array, size: int, strides: int | None = None) -> jax.Array:
+  """'VALID' max pooling as the max of strided slices along the height, then along the width.
+  XLA's CPU backend turns a pooling window's gradient (select-and-scatter) into index arrays,
+  an arg-max window and a scatter: a tenth of the plain U-Net's train step, and ResNet50's 3x3
+  pool 4.5 times slower than this (docs/cpu-performance.md); a max's gradient is a mask. Only
+  ties differ: a window's equal maxima share its gradient instead of the first taking it all;
+  after ReLU the only ties are zeros, whose gradient ReLU stops."""
   strides = strides or size
-  if strides == size and padding == "VALID":
-    return _tiled_max_pool(x, size)
-  return nnx.max_pool(x, window_shape=(size, size), strides=(strides,) * 2, padding=padding)
-
-
-def _tiled_max_pool(x: jax.Array, size: int) -> jax.Array:
-  """Max pooling whose windows tile the image, as a reshape and a max. XLA's CPU backend turns
-  a pooling window's gradient (select-and-scatter) into index arrays, an arg-max window and a
-  scatter, a tenth of the plain U-Net's train step (docs/cpu-performance.md); a max's
-  gradient is a mask. Only ties differ: a window's equal maxima share its gradient instead of
-  the first taking it all; after ReLU the only ties are zeros, whose gradient ReLU stops."""
-  batch, height, width, channels = x.shape
-  height, width = height // size, width // size  # 'VALID': the last rows and columns that
-  x = x[:, :height * size, :width * size]        # make no whole window are dropped
-  return x.reshape(batch, height, size, width, size, channels).max(axis=(2, 4))
+  out_height, out_width = ((extent - size) // strides + 1 for extent in x.shape[1:3])
+  x = functools.reduce(jnp.maximum, (x[:, i:i + (out_height - 1) * strides + 1:strides]
+                                     for i in range(size)))
+  return functools.reduce(jnp.maximum, (x[:, :, j:j + (out_width - 1) * strides + 1:strides]
+                                        for j in range(size)))
 
 
 def avg_pool(x: jax.Array, size: int, strides: int | None = None, padding: str = "VALID"):
