@@ -60,3 +60,26 @@ def test_bad_step_count_is_one_line(capsys):
     profile.main([*TINY[:-4], "--steps", "0"])
   assert stop.value.code == 2
   assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+def test_convolution_time_is_their_share_of_the_busy_time():
+  result = {"steps": [{}, {}], "ops_busy_s": 2.0, "by_kind": [
+    {"name": "ynn_fusion", "share": 0.5}, {"name": "dot", "share": 0.1},
+    {"name": "convolution-base-dilated", "share": 0.1}, {"name": "transpose_copy_fusion",
+                                                         "share": 0.3}]}
+  assert profile.convolution_ms(result) == pytest.approx(700)  # 70% of 1 s a step
+
+
+def test_traced_convolutions_are_counted(result):
+  assert 0 < result["convolution_ms"] <= 1e3 * result["ops_busy_s"] / len(result["steps"])
+
+
+@pytest.mark.parametrize("flags, message", [
+  (["--precision", "bf16", "--decoder", "smp"], "profiles fp32 and --decoder smp"),
+  (["--decoder", "paper"], "profiles fp32 and --decoder smp"),
+])
+def test_peer_with_other_settings_than_its_own_is_one_line(capsys, flags, message):
+  with pytest.raises(SystemExit) as stop:
+    profile.main([*TINY, *flags, "--peer", "smp"])
+  assert stop.value.code == 2
+  assert message in capsys.readouterr().err

@@ -26,6 +26,7 @@ from pathlib import Path
 import jax
 
 from jaxseg import flags
+from jaxseg.bench.peers import PeerUnavailable, load_peer
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
@@ -157,6 +158,30 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
   }
 
 
+# XLA's convolutions and matmuls: YNNPACK's fusions, Eigen's dots and convolutions.
+CONVOLUTION_KINDS = re.compile(r"ynn_fusion|dot|conv")
+
+
+def convolution_ms(result: dict) -> float:
+  """Milliseconds a step that XLA spent in convolutions and matmuls, as wall time: their share
+  of all operations' time, times the time some operation ran (operations may overlap)."""
+  share = sum(row["share"] for row in result["by_kind"] if CONVOLUTION_KINDS.match(row["name"]))
+  return 1e3 * share * result["ops_busy_s"] / len(result["steps"])
+
+
+def smp_peer(config: Config):
+  """The smp peer module for ``config``, checked before any step is compiled."""
+  if config.precision != "fp32" or config.decoder != "smp":
+    raise JaxsegError("--peer smp profiles fp32 and --decoder smp, the peer's own decoder")
+  try:
+    peer = load_peer("smp")
+  except PeerUnavailable as error:
+    raise JaxsegError(f"--peer smp: segmentation_models_pytorch does not import ({error})") from None
+  if not peer.supports(config.backbone):
+    raise JaxsegError(f"--peer smp: no smp encoder for {config.backbone}")
+  return peer
+
+
 def print_report(result: dict, top: int) -> None:
   c, steps = result["config"], result["steps"]
   n = len(steps)
@@ -178,6 +203,11 @@ def print_report(result: dict, top: int) -> None:
         f"{steps[-1]['threads']} threads")
   print("threads: " + ", ".join(f"{name} {count}" for name, count in
                                sorted(result["threads"].items(), key=lambda kv: -kv[1])))
+  print(f"convolutions and matmuls: {convolution_ms(result):.0f} ms a step")
+  if "peer" in result:
+    peer = result["peer"]
+    print(f"smp ({peer['encoder']}, torch {peer['versions']['torch']}): step {peer['step_ms']:.0f} "
+          f"ms ({peer['images_per_s']:.2f} img/s), convolutions {peer['convolution_ms']:.0f} ms")
   for title, rows, limit in (("thread pool", result["by_pool"], top),
                              ("kind", result["by_kind"], top), ("operation", result["by_op"], top)):
     print(f"\n{'by ' + title:40s}{'ms/step':>10s}{'share':>8s}{'calls':>7s}")
@@ -195,6 +225,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--warmup", type=int, default=2, help="untraced steps after the first")
   parser.add_argument("--top", type=int, default=15, help="rows of each table")
   parser.add_argument("--json", type=Path, help="write the results here")
+  parser.add_argument("--peer", choices=["smp"],
+                      help="also time segmentation_models_pytorch's step and its convolutions")
   flags.add_config_flags(parser)
   return parser.parse_args(argv)
 
@@ -208,7 +240,13 @@ def main(argv=None) -> dict:
   config = flags.apply(get_preset(args.preset), flags.overrides(args)).replace(weights="none")
   config.validate()
   enable_compilation_cache()
+  peer = smp_peer(config) if args.peer else None
   result = profile(config, args.steps, args.warmup)
+  result["convolution_ms"] = convolution_ms(result)
+  if peer:  # the same batch, its convolutions timed by torch.profiler
+    images, masks = random_batch(config.batch_size, config.image_size)
+    result["peer"] = {**peer.profile_step(config.backbone, images, masks, steps=args.steps,
+                                          warmup=args.warmup), "versions": peer.versions()}
   print_report(result, args.top)
   if args.json:
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ autocast for ``bf16`` (fp32 otherwise), channels_last, ``cudnn.benchmark``, Adam
 binary Jaccard loss. Runs on the GPU where torch sees one, else on the CPU. FLOPs are those
 torch's FlopCounterMode counts (matmuls and convolutions) on one forward, and on one forward
 and backward for training; XLA's count for jaxseg also includes elementwise work.
-``time_epochs`` trains it for whole epochs, as `jaxseg.bench.epoch` times them.
+``time_epochs`` trains it for whole epochs, as `jaxseg.bench.epoch` times them; ``profile_step``
+measures the time its train step spends in convolutions, as `jaxseg.bench.profile` does jaxseg's.
 """
 
 from __future__ import annotations
@@ -125,6 +126,32 @@ def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: 
     "infer_gflop_per_image": infer_flops / batch_size / 1e9,
     "peak_memory_bytes": peak,
   }
+
+
+# Where torch spends a convolution's time: the forward op (its oneDNN kernel inside) and the
+# backward op of the input and kernel gradients.
+CONVOLUTION_OPS = ("aten::convolution", "aten::convolution_backward")
+
+
+def profile_step(backbone: str, images: np.ndarray, masks: np.ndarray, *, steps: int,
+                 warmup: int) -> dict:
+  """smp's fp32 train step on ``images`` under torch.profiler: its wall time and the time spent
+  in convolutions, forward and backward, each per step (`jaxseg.bench.profile`'s peer)."""
+  trainer = Trainer(backbone, learning_rate=3e-3, precision="fp32")
+  x, y = trainer.inputs(torch.from_numpy(images), torch.from_numpy(masks))
+  trainer.model.train()
+  for _ in range(warmup + 1):
+    trainer.sync(trainer.train_step(x, y))
+  with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+    start = time.perf_counter()
+    for _ in range(steps):
+      trainer.sync(trainer.train_step(x, y))
+    wall = time.perf_counter() - start
+  totals = {event.key: event.cpu_time_total / 1e3 / steps  # microseconds, all steps
+            for event in profiler.key_averages() if event.key in CONVOLUTION_OPS}
+  return {"encoder": ENCODERS[backbone], "step_ms": 1e3 * wall / steps,
+          "images_per_s": len(images) * steps / wall,
+          "convolution_ms": sum(totals.values()), "convolution_ms_by_op": totals}
 
 
 def _counted_flops(step) -> int:
