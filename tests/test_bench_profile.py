@@ -66,7 +66,8 @@ def test_convolution_time_is_their_share_of_the_busy_time():
   result = {"steps": [{}, {}], "ops_busy_s": 2.0, "by_kind": [
     {"name": "ynn_fusion", "share": 0.5}, {"name": "dot", "share": 0.1},
     {"name": "convolution-base-dilated", "share": 0.1}, {"name": "transpose_copy_fusion",
-                                                         "share": 0.3}]}
+                                                         "share": 0.2},
+    {"name": "convert_bitcast_fusion", "share": 0.1}]}  # a dtype conversion, not a conv
   assert profile.convolution_ms(result) == pytest.approx(700)  # 70% of 1 s a step
 
 

@@ -158,8 +158,9 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
   }
 
 
-# XLA's convolutions and matmuls: YNNPACK's fusions, Eigen's dots and convolutions.
-CONVOLUTION_KINDS = re.compile(r"ynn_fusion|dot|conv")
+# XLA's convolutions and matmuls: YNNPACK's fusions, Eigen's dots and convolutions (not the
+# `convert_...` fusions of dtype conversions).
+CONVOLUTION_KINDS = re.compile(r"(ynn_fusion|dot|convolution|conv_general_dilated)\b")
 
 
 def convolution_ms(result: dict) -> float:
