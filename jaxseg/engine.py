@@ -147,6 +147,15 @@ def data_mesh() -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
 
 
+def sync_processes() -> None:
+  """Return once every process has called it: a sum over `data_mesh`, the devices and
+  collectives the training steps use (so it also connects them; see `jaxseg.train`)."""
+  mesh = data_mesh()
+  ones = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")),
+                                                np.ones(jax.local_device_count(), np.int32))
+  jax.block_until_ready(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(ones))
+
+
 class Steps:
   """The jitted steps over a mesh of every device, batches split along its ``data`` axis."""
 

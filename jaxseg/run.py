@@ -68,7 +68,7 @@ class RunFolder:
       raise JaxsegError(f"--workdir {self.path}: a file, not a folder")
     try:
       self.path.mkdir(parents=True, exist_ok=True)
-      probe = self.path / ".jaxseg-write-test"
+      probe = self.path / f".jaxseg-write-test-{jax.process_index()}"  # one per process
       probe.touch()
       probe.unlink()
     except OSError as error:

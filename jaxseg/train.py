@@ -12,9 +12,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxseg import engine, flags
 from jaxseg.config import Config, enable_compilation_cache
@@ -58,10 +55,7 @@ def start_processes(args: argparse.Namespace) -> None:
   # reaches its first collective over a set of devices more than 30 s after another (say, a
   # slower compile of the train step), and reuses the connections after. A barrier is not
   # enough: it connects one device per process, not the training mesh of all devices.
-  mesh = engine.data_mesh()
-  ones = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")),
-                                                np.ones(jax.local_device_count(), np.int32))
-  jax.block_until_ready(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(ones))
+  engine.sync_processes()
 
 
 def settings(args: argparse.Namespace) -> tuple[Config, Path]:

@@ -57,6 +57,8 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -
     raise JaxsegError(f"{run.path} already holds a run; continue it with --resume "
                       "or choose another --workdir")
   created = not run.path.exists()
+  if jax.process_count() > 1:  # every process has looked before any creates or writes there
+    engine.sync_processes()
   run.create()
   try:
     return _train(run, config, resume)

@@ -59,8 +59,10 @@ def run_processes(count, module, *args) -> list[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(count)]
   outputs = [p.communicate(timeout=900) for p in procs]
-  for p, (_, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-3000:]
+  # Every failed process's end: one that stops makes the others fail waiting for it.
+  failed = [f"process {i} exited {p.returncode}:\n{err[-3000:]}"
+            for i, (p, (_, err)) in enumerate(zip(procs, outputs)) if p.returncode != 0]
+  assert not failed, "\n".join(failed)
   return [out for out, _ in outputs]
 
 

@@ -1,5 +1,7 @@
 """Checkpoints: the state comes back exactly, and a checkpoint of another model is refused."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,3 +106,15 @@ def test_corrupt_config_is_one_line(tmp_path):
   (tmp_path / "run" / "config.json").write_text('{"config": {"backbone": ')
   with pytest.raises(JaxsegError, match=r"config.json: cannot read it as JSON"):
     RunFolder(tmp_path / "run").read_config()
+
+
+def test_processes_probe_the_run_folder_with_files_of_their_own(tmp_path, monkeypatch):
+  """Every process of a multi-process run creates the folder at the same moment: each probes
+  it with its own file, so that one's removal cannot fail another's."""
+  probes, touch = [], Path.touch
+  monkeypatch.setattr(Path, "touch", lambda path, *a, **k: (probes.append(path), touch(path, *a, **k)))
+  for process in (0, 1):
+    monkeypatch.setattr(jax, "process_index", lambda: process)
+    RunFolder(tmp_path / "run").create()
+  assert len(probes) == 2 and probes[0] != probes[1]
+  assert not any((tmp_path / "run").iterdir())  # each removed its own
