@@ -65,16 +65,16 @@ def test_plain_unet_and_decoder_start_from_keras_initialisers():
   model = build_model(Config(unet_filters=8))
   convs = [m for _, m in nnx.iter_modules(model) if isinstance(m, (nnx.Conv, nnx.ConvTranspose))]
   assert any(isinstance(m, nnx.ConvTranspose) for m in convs) and model.center is not None
-  for conv in convs:
-    kernel = np.asarray(conv.kernel[...], np.float64)
+  for layer in convs:
+    kernel = np.asarray(layer.kernel[...], np.float64)
     *window, fan_in, fan_out = kernel.shape
     variance = 2 / (np.prod(window) * (fan_in + fan_out))
     # A uniform sample's variance has relative spread sqrt(0.8 / n): allow five of them.
     tolerance = 5 * np.sqrt(0.8 / kernel.size)
-    assert np.mean(kernel**2) / variance == pytest.approx(1, abs=tolerance), conv
+    assert np.mean(kernel**2) / variance == pytest.approx(1, abs=tolerance), layer
     assert np.abs(kernel).max() <= np.sqrt(3 * variance)  # uniform's bound: not a normal
-    if conv.bias is not None and conv is not model.head:
-      assert not np.any(conv.bias[...])
+    if layer.bias is not None and layer is not model.head:
+      assert not np.any(layer.bias[...])
   # The output layer keeps its 10% foreground prior.
   np.testing.assert_allclose(model.head.bias[...], np.log(0.1 / 0.9), rtol=1e-6)
 

@@ -114,7 +114,7 @@ def test_processes_probe_the_run_folder_with_files_of_their_own(tmp_path, monkey
   probes, touch = [], Path.touch
   monkeypatch.setattr(Path, "touch", lambda path, *a, **k: (probes.append(path), touch(path, *a, **k)))
   for process in (0, 1):
-    monkeypatch.setattr(jax, "process_index", lambda: process)
+    monkeypatch.setattr(jax, "process_index", lambda process=process: process)
     RunFolder(tmp_path / "run").create()
   assert len(probes) == 2 and probes[0] != probes[1]
   assert not any((tmp_path / "run").iterdir())  # each removed its own
