@@ -152,9 +152,7 @@ class RunFolder:
   def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
     """Checkpoint ``state`` as ``which``; a state without optimizer state saves the model item
     alone."""
-    items = dict(zip(("model", "optimizer"), _parts(state)))
-    if state.opt_state is None:
-      del items["optimizer"]
+    items = _items(state)
     meta = {**meta, "layout": {item: _layout(tree) for item, tree in items.items()}}
     self._manager(which).save(epoch, args=ocp.args.Composite(
       **{item: ocp.args.StandardSave(_pack(tree)) for item, tree in items.items()},
@@ -171,9 +169,7 @@ class RunFolder:
     if epoch is None:
       raise JaxsegError(f"{self.path}: no {which} checkpoint (training has not finished an epoch)")
     where = manager.directory / str(epoch)
-    items = {"model": _parts(like)[0]}
-    if like.opt_state is not None:
-      items["optimizer"] = _parts(like)[1]
+    items = _items(like)
     meta = self._read(manager, epoch, where, meta=ocp.args.JsonRestore()).meta
     if "optimizer" in items and "optimizer" not in meta.get("layout", {}):
       raise JaxsegError(f"{where}: holds the model alone, no optimizer state to resume from")
@@ -205,9 +201,13 @@ class RunFolder:
       manager.close()
 
 
-def _parts(state: TrainState) -> tuple[tuple, tuple]:
-  """(what a model needs, what resuming training adds) of ``state``."""
-  return (state.params, state.model_state), (state.step, state.opt_state)
+def _items(state: TrainState) -> dict[str, tuple]:
+  """The checkpoint items of ``state``: ``model`` (what a model needs) and, where it holds
+  optimizer state, ``optimizer`` (what resuming training adds)."""
+  items = {"model": (state.params, state.model_state)}
+  if state.opt_state is not None:
+    items["optimizer"] = (state.step, state.opt_state)
+  return items
 
 
 def _layout(tree) -> list[list]:

@@ -56,22 +56,39 @@ def conv(
   return _named(layer, keras_name)
 
 
-def _pointwise_as_matmul(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, *, precision=None,
+def _on_cpu(rewrite):
+  """A `lax.conv_general_dilated` that hands an undilated convolution on a CPU to
+  ``rewrite(lhs, rhs, window_strides, pads, feature_group_count, **options)``, with the padding
+  as (low, high) pairs; where ``rewrite`` returns None, and on other backends, it is the
+  convolution. XLA's CPU backend runs some convolutions far slower than other ops computing
+  the same (docs/cpu-performance.md)."""
+
+  @functools.wraps(rewrite)
+  def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                           **options):
+    undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
+    if jax.default_backend() == "cpu" and undilated:
+      pads = (lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+              if isinstance(padding, str) else padding)
+      out = rewrite(lhs, rhs, window_strides, pads, feature_group_count, **options)
+      if out is not None:
+        return out
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                    rhs_dilation, dimension_numbers,
+                                    feature_group_count=feature_group_count, **options)
+
+  return conv_general_dilated
+
+
+@_on_cpu
+def _pointwise_as_matmul(lhs, rhs, window_strides, pads, feature_group_count, *, precision=None,
                          preferred_element_type=None, **options):
-  """`lax.conv_general_dilated` for `conv`'s 1x1 kernels: on a CPU, a matmul over the channels
-  of the strided input. XLA's CPU backend wraps a 1x1 convolution's gradients in layout copies
-  and runs them up to twice as slowly as the matmul (docs/cpu-performance.md); other backends
-  get the convolution."""
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-  plain = (all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-           and feature_group_count == 1 and all(p == (0, 0) for p in padding))
-  if jax.default_backend() != "cpu" or not plain:
-    return lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count=feature_group_count, precision=precision,
-      preferred_element_type=preferred_element_type, **options)
+  """`conv`'s 1x1 kernels: a matmul over the channels of the strided input. XLA's CPU backend
+  wraps a 1x1 convolution's gradients in layout copies and runs them up to twice as slowly as
+  the matmul. Padded or grouped ones stay convolutions."""
+  if feature_group_count != 1 or any(tuple(p) != (0, 0) for p in pads):
+    return None
   stride_h, stride_w = window_strides
   return jnp.einsum("nhwc,co->nhwo", lhs[:, ::stride_h, ::stride_w], rhs[0, 0],
                     precision=precision, preferred_element_type=preferred_element_type)
@@ -99,21 +116,13 @@ class UpConv2x2(nnx.ConvTranspose):
     return y.reshape(batch, 2 * height, 2 * width, kernel.shape[-1]) + bias
 
 
-def _depthwise_as_taps(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                       dimension_numbers=None, feature_group_count=1, **options):
-  """`lax.conv_general_dilated` for `depthwise_conv`'s NHWC inputs and HWIO kernels: on a CPU,
-  the sum over the kernel's taps of the strided, shifted input times each channel's weight,
-  accumulated in float32. XLA's CPU backend runs grouped convolutions 4 to 80 times slower than
-  this, gradients included (docs/cpu-performance.md); other backends get the convolution."""
-  undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-  if jax.default_backend() != "cpu" or not undilated:
-    return lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count=feature_group_count, **options)
+@_on_cpu
+def _depthwise_as_taps(lhs, rhs, window_strides, pads, feature_group_count, **options):
+  """`depthwise_conv`'s NHWC inputs and HWIO kernels: the sum over the kernel's taps of the
+  strided, shifted input times each channel's weight, accumulated in float32. XLA's CPU backend
+  runs grouped convolutions 4 to 80 times slower than this, gradients included."""
   (kernel_h, kernel_w, _, out_channels), (stride_h, stride_w) = rhs.shape, window_strides
-  if isinstance(padding, str):
-    padding = lax.padtype_to_pads(lhs.shape[1:3], (kernel_h, kernel_w), window_strides, padding)
-  x = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
+  x = jnp.pad(lhs, ((0, 0), *pads, (0, 0)))
   # Output channel c * multiplier + m reads input channel c.
   x = jnp.repeat(x, out_channels // lhs.shape[-1], axis=-1).astype(jnp.float32)
   out_h, out_w = (x.shape[1] - kernel_h) // stride_h + 1, (x.shape[2] - kernel_w) // stride_w + 1
