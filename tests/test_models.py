@@ -3,11 +3,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax import lax
 
 from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
-from jaxseg.models import build_model
-from jaxseg.models.layers import UpConv2x2, conv, depthwise_conv, max_pool
+from jaxseg.models import build_model, layers
+from jaxseg.models.layers import UpConv2x2, batch_norm, conv, depthwise_conv, max_pool
 from jaxseg.models.unet import PaperEncoder
 
 
@@ -117,9 +118,9 @@ def test_configs_from_before_unet_depth_read_as_four_poolings():
   assert Config.from_dict(saved).unet_depth == 4
 
 
-def assert_same_outputs_and_gradients(layer, reference, x, dtype):
+def assert_same_outputs_and_gradients(layer, reference, x, dtype, params=("kernel", "bias")):
   """``layer`` and ``reference`` (same variables) agree on ``x``: outputs, a loss, and its
-  gradients with respect to the input, kernel and bias."""
+  gradients with respect to the input and ``params``."""
   def loss_and_grads(layer):
     loss = lambda layer, x: jnp.sum(jnp.sin(layer(x).astype(jnp.float32)))
     return nnx.value_and_grad(loss, argnums=(0, 1))(layer, x)
@@ -131,7 +132,7 @@ def assert_same_outputs_and_gradients(layer, reference, x, dtype):
                              atol=tolerance, rtol=tolerance)
   np.testing.assert_allclose(loss, loss_ref, rtol=tolerance)
   np.testing.assert_allclose(x_grad, x_grad_ref, atol=tolerance, rtol=tolerance)
-  for name in ("kernel", "bias"):
+  for name in params:
     np.testing.assert_allclose(grads[name][...], grads_ref[name][...], atol=tolerance,
                                rtol=tolerance)
 
@@ -186,6 +187,46 @@ def test_depthwise_conv_as_taps_computes_the_grouped_conv_and_its_gradients(
   x = jax.random.normal(jax.random.key(2), (2, 11, 10, 6))
   assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
   assert_same_outputs_and_gradients(layer, reference, x, dtype)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batch_norm_training_pass_gives_flax_outputs_statistics_and_gradients(dtype):
+  """On a CPU BatchNorm's training pass has a hand-written gradient: it gives what
+  nnx.BatchNorm gives, outputs, running statistics and gradients, with the same variables."""
+  assert jax.default_backend() == "cpu"  # where the hand-written gradient is used
+  layer = batch_norm(6, momentum=0.9, dtype=dtype, rngs=nnx.Rngs(0))
+  reference = nnx.BatchNorm(6, epsilon=1e-3, momentum=0.9, dtype=dtype,
+                            param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+  keys = jax.random.split(jax.random.key(1), 5)
+  for name, key in zip(("scale", "bias", "mean", "var"), keys):
+    values = jax.random.uniform(key, (6,), minval=0.5, maxval=2.0)
+    getattr(layer, name)[...] = getattr(reference, name)[...] = values
+  x = 3.0 * jax.random.normal(keys[4], (2, 5, 7, 6)) + 2.0  # far from normalised
+  assert_same_outputs_and_gradients(layer, reference, x, dtype, params=("scale", "bias"))
+  for name in ("mean", "var"):  # updated alike by the calls above
+    np.testing.assert_allclose(getattr(layer, name)[...], getattr(reference, name)[...],
+                               rtol=1e-5)
+
+
+def test_batch_norm_gradient_through_the_batch_statistics():
+  """The hand-written gradient also carries what reaches the batch mean and variance it
+  returns (their users in jaxseg stop it, but a caller may not)."""
+  x = 3.0 * jax.random.normal(jax.random.key(0), (2, 5, 7, 6)) + 2.0
+  scale, bias = jnp.linspace(0.5, 2.0, 6), jnp.linspace(-1.0, 1.0, 6)
+
+  def reference(x, scale, bias, epsilon):
+    mean = x.mean((0, 1, 2))
+    var = jnp.maximum(jnp.square(x).mean((0, 1, 2)) - jnp.square(mean), 0.0)
+    return (x - mean) * lax.rsqrt(var + epsilon) * scale + bias, mean, var
+
+  def loss(normalize):
+    def f(x, scale, bias):
+      y, mean, var = normalize(x, scale, bias, 1e-3)
+      return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.cos(mean)) + jnp.sum(jnp.sqrt(var))
+    return jax.grad(f, argnums=(0, 1, 2))(x, scale, bias)
+
+  for grad, grad_ref in zip(loss(layers._normalize), loss(reference), strict=True):
+    np.testing.assert_allclose(grad, grad_ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("strides, padding, size, dtype", [

@@ -121,15 +121,65 @@ def _depthwise_as_taps(lhs, rhs, window_strides, pads, feature_group_count, **op
   """`depthwise_conv`'s NHWC inputs and HWIO kernels: the sum over the kernel's taps of the
   strided, shifted input times each channel's weight, accumulated in float32. XLA's CPU backend
   runs grouped convolutions 4 to 80 times slower than this, gradients included."""
-  (kernel_h, kernel_w, _, out_channels), (stride_h, stride_w) = rhs.shape, window_strides
-  x = jnp.pad(lhs, ((0, 0), *pads, (0, 0)))
   # Output channel c * multiplier + m reads input channel c.
-  x = jnp.repeat(x, out_channels // lhs.shape[-1], axis=-1).astype(jnp.float32)
-  out_h, out_w = (x.shape[1] - kernel_h) // stride_h + 1, (x.shape[2] - kernel_w) // stride_w + 1
-  out = sum(x[:, i:i + (out_h - 1) * stride_h + 1:stride_h, j:j + (out_w - 1) * stride_w + 1:stride_w]
-            * rhs[i, j, 0].astype(jnp.float32)
-            for i in range(kernel_h) for j in range(kernel_w))
+  x = jnp.repeat(lhs, rhs.shape[-1] // lhs.shape[-1], axis=-1).astype(jnp.float32)
+  out = _tap_sum(x, rhs[:, :, 0].astype(jnp.float32), tuple(window_strides),
+                 tuple(map(tuple, pads)))
   return out.astype(options.get("preferred_element_type") or jnp.result_type(lhs, rhs))
+
+
+def _view(x: jax.Array, start: tuple[int, int], out_shape: tuple[int, int],
+          strides: tuple[int, int]) -> jax.Array:
+  """Rows ``start[0] + strides[0] * h`` of NHWC ``x`` for h < out_shape[0], columns likewise."""
+  (a, b), (oh, ow), (sh, sw) = start, out_shape, strides
+  return x[:, a:a + (oh - 1) * sh + 1:sh, b:b + (ow - 1) * sw + 1:sw]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _tap_sum(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+             pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """A depthwise convolution of float32 ``x`` (N, H, W, C) with ``kernel`` (kh, kw, C)."""
+  return _tap_sum_forward(x, kernel, strides, pads)[0]
+
+
+def _tap_sum_forward(x, kernel, strides, pads):
+  padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  out_shape = tuple((extent - k) // s + 1
+                    for extent, k, s in zip(padded.shape[1:3], kernel.shape[:2], strides))
+  kh, kw = kernel.shape[:2]
+  out = sum(_view(padded, (i, j), out_shape, strides) * kernel[i, j]
+            for i in range(kh) for j in range(kw))
+  # Only the input is kept for the gradient: JAX would keep each tap's slice, a copy of the
+  # input per tap, all of them alive from the forward pass to the backward one.
+  return out, (x, kernel)
+
+
+def _tap_sum_backward(strides, pads, residuals, grad):
+  x, kernel = lax.optimization_barrier(residuals)  # its padding is not the forward pass's
+  (kh, kw), (sh, sw), (oh, ow) = kernel.shape[:2], strides, grad.shape[1:3]
+  padded_h, padded_w = (extent + sum(p) for extent, p in zip(x.shape[1:3], pads))
+  # The input's gradient correlates the stride-dilated output gradient with the flipped
+  # kernel: placed on the padded input's grid, with kernel - 1 zeros before it.
+  spread = lax.pad(grad, jnp.zeros((), grad.dtype),
+                   ((0, 0, 0), (kh - 1, padded_h - (oh - 1) * sh - 1, sh - 1),
+                    (kw - 1, padded_w - (ow - 1) * sw - 1, sw - 1), (0, 0, 0)))
+  (top, _), (left, _) = pads
+  x_grad = sum(_view(spread, (top + kh - 1 - i, left + kw - 1 - j), x.shape[1:3], (1, 1))
+               * kernel[i, j] for i in range(kh) for j in range(kw))
+  # The kernel's gradient: per tap, the sum over batch and pixels of its view of the input
+  # times the output gradient. One tap at a time (a loop, not nine independent sums): nine
+  # views at once cost nine input-sized buffers and ran 3 to 4 times slower on a CPU.
+  padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, x.shape[3])
+
+  def tap_grad(tap):
+    view = lax.dynamic_slice(padded, (0, tap // kw, tap % kw, 0), window)[:, ::sh, ::sw]
+    return jnp.sum(view * grad, axis=(0, 1, 2))
+
+  return x_grad, lax.map(tap_grad, jnp.arange(kh * kw)).reshape(kernel.shape)
+
+
+_tap_sum.defvjp(_tap_sum_forward, _tap_sum_backward)
 
 
 def depthwise_conv(
@@ -172,7 +222,7 @@ def batch_norm(
   rngs: nnx.Rngs,
 ) -> nnx.BatchNorm:
   """A Keras ``BatchNormalization``; Keras's defaults (epsilon 1e-3, momentum 0.99)."""
-  layer = nnx.BatchNorm(
+  layer = BatchNorm(
     features,
     epsilon=epsilon,
     momentum=momentum,
@@ -181,6 +231,64 @@ def batch_norm(
     rngs=rngs,
   )
   return _named(layer, keras_name)
+
+
+class BatchNorm(nnx.BatchNorm):
+  """``nnx.BatchNorm`` (same variables, same outputs) whose training pass on a CPU has a
+  hand-written gradient over NHWC inputs: two sums over batch and pixels, and only the input
+  kept for the backward pass. JAX's own derivative of the normalisation keeps ``x - mean``
+  as well, an activation-sized buffer per layer, and runs more reductions, which XLA's CPU
+  backend runs slowly (docs/cpu-performance.md)."""
+
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    running = self.use_running_average if use_running_average is None else use_running_average
+    if (running or mask is not None or self.axis_name is not None or self.axis != -1
+        or self.scale is None or self.bias is None or jax.default_backend() != "cpu"):
+      return super().__call__(x, use_running_average, mask=mask)
+    x, scale, bias = self.promote_dtype((x, self.scale[...], self.bias[...]), dtype=self.dtype)
+    y, mean, var = _normalize(x, scale, bias, self.epsilon)
+    self.mean[...] = lax.stop_gradient(self.momentum * self.mean[...] + (1 - self.momentum) * mean)
+    self.var[...] = lax.stop_gradient(self.momentum * self.var[...] + (1 - self.momentum) * var)
+    return y.astype(x.dtype)  # x, scale and bias share the promoted dtype
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _normalize(x, scale, bias, epsilon):
+  """Batch normalisation over all axes but the last, in float32 as nnx.BatchNorm computes it:
+  (the normalised ``x``, the batch mean, the batch variance)."""
+  return _normalize_forward(x, scale, bias, epsilon)[0]
+
+
+def _normalize_forward(x, scale, bias, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  x32 = x.astype(jnp.float32)
+  mean = x32.mean(axes)
+  var = jnp.maximum(jnp.square(x32).mean(axes) - jnp.square(mean), 0.0)  # Flax's fast variance
+  inv = lax.rsqrt(var + epsilon)
+  y = (x32 - mean) * (inv * scale) + bias
+  return (y, mean, var), (x, scale, mean, inv)
+
+
+def _normalize_backward(epsilon, residuals, cotangents):
+  # The barrier keeps XLA from merging ``x - mean`` here with the forward pass's, which would
+  # keep that buffer alive in between after all.
+  x, scale, mean, inv = lax.optimization_barrier(residuals)
+  y_grad, mean_grad, var_grad = (c.astype(jnp.float32) for c in cotangents)
+  axes = tuple(range(x.ndim - 1))
+  count, dtype = x.size // x.shape[-1], x.dtype
+  x = x.astype(jnp.float32)
+  bias_grad = y_grad.sum(axes)
+  scale_grad = (y_grad * (x - mean)).sum(axes) * inv
+  # The normalised input again, written unlike ``x - mean`` above: XLA would compute that once
+  # and keep it in memory for both uses; as two expressions each fuses into its own loop.
+  normalised = x * inv - mean * inv
+  # d y / d x through the batch's mean and variance, and the direct paths to them.
+  x_grad = (scale * inv * (y_grad - (bias_grad + normalised * scale_grad) / count)
+            + (mean_grad + 2 * var_grad * normalised / inv) / count)
+  return x_grad.astype(dtype), scale_grad.astype(dtype), bias_grad.astype(dtype)
+
+
+_normalize.defvjp(_normalize_forward, _normalize_backward)
 
 
 class Constant(nnx.Variable):
