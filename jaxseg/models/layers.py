@@ -155,7 +155,8 @@ def _tap_sum_forward(x, kernel, strides, pads):
 
 
 def _tap_sum_backward(strides, pads, residuals, grad):
-  x, kernel = lax.optimization_barrier(residuals)  # its padding is not the forward pass's
+  # The barrier makes XLA pad x anew here, not keep the forward pass's padded copy alive.
+  x, kernel = lax.optimization_barrier(residuals)
   (kh, kw), (sh, sw), (oh, ow) = kernel.shape[:2], strides, grad.shape[1:3]
   padded_h, padded_w = (extent + sum(p) for extent, p in zip(x.shape[1:3], pads))
   # The input's gradient correlates the stride-dilated output gradient with the flipped
@@ -236,9 +237,9 @@ def batch_norm(
 class BatchNorm(nnx.BatchNorm):
   """``nnx.BatchNorm`` (same variables, same outputs) whose training pass on a CPU has a
   hand-written gradient over NHWC inputs: two sums over batch and pixels, and only the input
-  kept for the backward pass. JAX's own derivative of the normalisation keeps ``x - mean``
-  as well, an activation-sized buffer per layer, and runs more reductions, which XLA's CPU
-  backend runs slowly (docs/cpu-performance.md)."""
+  kept for the backward pass. JAX's derivative of Flax's normalisation keeps ``x - mean`` as
+  well, an activation-sized buffer per layer that XLA's CPU runtime faults in anew every step
+  (docs/cpu-performance.md, change 8)."""
 
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     running = self.use_running_average if use_running_average is None else use_running_average
