@@ -202,6 +202,9 @@ def test_batch_norm_training_pass_gives_flax_outputs_statistics_and_gradients(dt
     values = jax.random.uniform(key, (6,), minval=0.5, maxval=2.0)
     getattr(layer, name)[...] = getattr(reference, name)[...] = values
   x = 3.0 * jax.random.normal(keys[4], (2, 5, 7, 6)) + 2.0  # far from normalised
+  graph, state = nnx.split(layer)
+  traced = jax.make_jaxpr(lambda state, x: nnx.merge(graph, state)(x))(state, x)
+  assert "custom_vjp_call" in str(traced)  # the hand-written gradient, not Flax's code
   assert_same_outputs_and_gradients(layer, reference, x, dtype, params=("scale", "bias"))
   for name in ("mean", "var"):  # updated alike by the calls above
     np.testing.assert_allclose(getattr(layer, name)[...], getattr(reference, name)[...],
