@@ -58,10 +58,10 @@ def conv(
 
 def _on_cpu(rewrite):
   """A `lax.conv_general_dilated` that hands an undilated convolution on a CPU to
-  ``rewrite(lhs, rhs, window_strides, pads, feature_group_count, **options)``, with the padding
-  as (low, high) pairs; where ``rewrite`` returns None, and on other backends, it is the
-  convolution. XLA's CPU backend runs some convolutions far slower than other ops computing
-  the same (docs/cpu-performance.md)."""
+  ``rewrite(lhs, rhs, window_strides, pads, feature_group_count, **options)``, with the strides
+  and the padding's (low, high) pairs as tuples; where ``rewrite`` returns None, and on other
+  backends, it is the convolution. XLA's CPU backend runs some convolutions far slower than
+  other ops computing the same (docs/cpu-performance.md)."""
 
   @functools.wraps(rewrite)
   def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -71,7 +71,8 @@ def _on_cpu(rewrite):
     if jax.default_backend() == "cpu" and undilated:
       pads = (lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
               if isinstance(padding, str) else padding)
-      out = rewrite(lhs, rhs, window_strides, pads, feature_group_count, **options)
+      out = rewrite(lhs, rhs, tuple(window_strides), tuple(map(tuple, pads)),
+                    feature_group_count, **options)
       if out is not None:
         return out
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
@@ -87,7 +88,7 @@ def _pointwise_as_matmul(lhs, rhs, window_strides, pads, feature_group_count, *,
   """`conv`'s 1x1 kernels: a matmul over the channels of the strided input. XLA's CPU backend
   wraps a 1x1 convolution's gradients in layout copies and runs them up to twice as slowly as
   the matmul. Padded or grouped ones stay convolutions."""
-  if feature_group_count != 1 or any(tuple(p) != (0, 0) for p in pads):
+  if feature_group_count != 1 or any(p != (0, 0) for p in pads):
     return None
   stride_h, stride_w = window_strides
   return jnp.einsum("nhwc,co->nhwo", lhs[:, ::stride_h, ::stride_w], rhs[0, 0],
@@ -123,8 +124,7 @@ def _depthwise_as_taps(lhs, rhs, window_strides, pads, feature_group_count, **op
   runs grouped convolutions 4 to 80 times slower than this, gradients included."""
   # Output channel c * multiplier + m reads input channel c.
   x = jnp.repeat(lhs, rhs.shape[-1] // lhs.shape[-1], axis=-1).astype(jnp.float32)
-  out = _tap_sum(x, rhs[:, :, 0].astype(jnp.float32), tuple(window_strides),
-                 tuple(map(tuple, pads)))
+  out = _tap_sum(x, rhs[:, :, 0].astype(jnp.float32), window_strides, pads)
   return out.astype(options.get("preferred_element_type") or jnp.result_type(lhs, rhs))
 
 
@@ -143,7 +143,7 @@ def _tap_sum(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
 
 
 def _tap_sum_forward(x, kernel, strides, pads):
-  padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  padded = zero_pad(x, pads)
   out_shape = tuple((extent - k) // s + 1
                     for extent, k, s in zip(padded.shape[1:3], kernel.shape[:2], strides))
   kh, kw = kernel.shape[:2]
@@ -170,7 +170,7 @@ def _tap_sum_backward(strides, pads, residuals, grad):
   # The kernel's gradient: per tap, the sum over batch and pixels of its view of the input
   # times the output gradient. One tap at a time (a loop, not nine independent sums): nine
   # views at once cost nine input-sized buffers and ran 3 to 4 times slower on a CPU.
-  padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  padded = zero_pad(x, pads)
   window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, x.shape[3])
 
   def tap_grad(tap):
