@@ -144,7 +144,8 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
                "preset": config.preset},
     "environment": {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
-                    "xla_flags": os.environ.get("XLA_FLAGS", "")},
+                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")},
     "first_call": first_call,  # compile (or compilation cache) and the first step
     "steps": per_step,
     "wall_s": wall,

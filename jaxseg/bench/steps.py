@@ -169,6 +169,9 @@ def environment(peer_versions: dict) -> dict:
     "optax": optax.__version__,
     "numpy": np.__version__,
     "peers": peer_versions,
+    # Allocator and compiler settings, which both libraries in this process run under.
+    "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
 
 
