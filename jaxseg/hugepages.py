@@ -27,7 +27,7 @@ def rerun_with_huge_pages() -> None:
   if tunables is None or not _supported():
     return
   os.environ["GLIBC_TUNABLES"] = tunables
-  sys.stdout.flush()
+  sys.stdout.flush()  # exec would drop what is still buffered
   sys.stderr.flush()
   os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
