@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxseg.config import Config
@@ -148,12 +149,15 @@ def data_mesh() -> jax.sharding.Mesh:
 
 
 def sync_processes() -> None:
-  """Return once every process has called it: a sum over `data_mesh`, the devices and
-  collectives the training steps use (so it also connects them; see `jaxseg.train`)."""
+  """Return once every process has called it, having connected the device groups later
+  collectives run over (see `jaxseg.train`): a sum over `data_mesh`, as the training steps
+  run, and a broadcast from process 0, as Orbax's checkpoint barriers and broadcasts run (over
+  one device of each process)."""
   mesh = data_mesh()
   ones = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")),
                                                 np.ones(jax.local_device_count(), np.int32))
   jax.block_until_ready(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(ones))
+  multihost_utils.broadcast_one_to_all(np.int32(0))
 
 
 class Steps:

@@ -51,10 +51,11 @@ def start_processes(args: argparse.Namespace) -> None:
   # CPU hosts (and the tests) need a collectives library; GPUs use NCCL regardless.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-  # Connect every device now, while the processes are in step: gloo gives up when one process
-  # reaches its first collective over a set of devices more than 30 s after another (say, a
-  # slower compile of the train step), and reuses the connections after. A barrier is not
-  # enough: it connects one device per process, not the training mesh of all devices.
+  # Connect the device groups now, while the processes are in step: gloo gives up when one
+  # process reaches its first collective over a set of devices more than 30 s after another
+  # (say, a slower compile of the train step, or restoring a checkpoint after a slower start),
+  # and reuses the connections after. The training mesh of all devices and Orbax's groups of
+  # one device per process are different sets: each is connected.
   engine.sync_processes()
 
 

@@ -1,5 +1,6 @@
-"""One process of two reaches the first training collective 35 s after the other, as a slow
-compile would make it (run by test_distributed.py).
+"""One process of two reaches the first training collective and the first checkpoint
+broadcast 35 s after the other, as a slow compile or a slow start before restoring a checkpoint
+would make it (run by test_distributed.py).
 
 Usage: python -m tests.late_process --coordinator HOST:PORT --num-processes 2 --process-id I
 """
@@ -10,6 +11,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxseg.engine import data_mesh
@@ -29,7 +31,9 @@ def main(argv: list[str]) -> None:
     NamedSharding(mesh, PartitionSpec("data")),
     np.full(jax.local_device_count(), process_id + 1, np.float32))
   total = jax.jit(lambda v: jnp.sum(v * 2), out_shardings=NamedSharding(mesh, PartitionSpec()))
-  print(float(total(values)))
+  # Orbax's broadcasts and barriers run over one device of each process, not the mesh above.
+  broadcast = multihost_utils.broadcast_one_to_all(np.float32(process_id + 10))
+  print(float(broadcast), float(total(values)))
 
 
 if __name__ == "__main__":

@@ -71,9 +71,10 @@ def train_processes(count, *args):
 
 
 def test_a_process_late_to_its_first_collective_is_waited_for():
-  # Every device's value (process id + 1), doubled, summed over both processes' two devices.
+  # Process 0's value (its id + 10), broadcast; every device's value (process id + 1),
+  # doubled, summed over both processes' two devices.
   for out in run_processes(2, "tests.late_process"):
-    assert float(out.split()[-1]) == 2 * (1 + 1 + 2 + 2)
+    assert [float(v) for v in out.split()[-2:]] == [10, 2 * (1 + 1 + 2 + 2)]
 
 
 def test_two_processes_checkpoint_resume_and_equal_one(tmp_path):
