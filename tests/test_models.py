@@ -252,3 +252,27 @@ def test_pointwise_conv_as_matmul_computes_the_conv_and_its_gradients(strides, p
   x = jax.random.normal(jax.random.key(2), (2, *size, 6))
   assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
   assert_same_outputs_and_gradients(layer, reference, x, dtype)
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, size, dtype", [
+  (3, 1, "SAME", (11, 10), jnp.float32),   # the U-Nets', VGG19's, DenseNet121's 3x3 convs
+  (3, 2, "SAME", (11, 10), jnp.float32),   # MobileNet's and EfficientNet's strided stems
+  (7, 2, "VALID", (13, 12), jnp.float32),  # ResNet50's stem (padded before)
+  (3, 1, ((1, 2), (0, 1)), (5, 6), jnp.float32),  # uneven padding
+  (3, 1, "SAME", (8, 9), jnp.bfloat16),
+])
+def test_spatial_conv_with_tap_kernel_gradient_computes_the_conv_and_its_gradients(
+    kernel_size, strides, padding, size, dtype):
+  """On a CPU a 3x3 or 7x7 conv's kernel gradient is a matmul per tap: the layer gives what
+  the convolution gives, with the same variables, forward and backward."""
+  assert jax.default_backend() == "cpu"  # where the matmuls replace XLA's kernel gradient
+  features = layers.MIN_TAP_GRADIENT_FEATURES
+  layer = conv(6, features, kernel_size, strides=strides, padding=padding, dtype=dtype,
+               rngs=nnx.Rngs(0))
+  layer.bias[...] = jax.random.normal(jax.random.key(1), (features,))
+  reference = nnx.Conv(6, features, (kernel_size, kernel_size), strides=strides,
+                       padding=padding, dtype=dtype, rngs=nnx.Rngs(0))
+  reference.kernel[...], reference.bias[...] = layer.kernel[...], layer.bias[...]
+  x = jax.random.normal(jax.random.key(2), (2, *size, 6))
+  assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
+  assert_same_outputs_and_gradients(layer, reference, x, dtype)

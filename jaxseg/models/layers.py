@@ -48,7 +48,7 @@ def conv(
     padding=padding,
     use_bias=use_bias,
     kernel_init=kernel_init,
-    conv_general_dilated=_pointwise_as_matmul if kernel_size == 1 else lax.conv_general_dilated,
+    conv_general_dilated=_pointwise_as_matmul if kernel_size == 1 else _spatial_conv,
     dtype=dtype,
     param_dtype=jnp.float32,
     rngs=rngs,
@@ -93,6 +93,63 @@ def _pointwise_as_matmul(lhs, rhs, window_strides, pads, feature_group_count, *,
   stride_h, stride_w = window_strides
   return jnp.einsum("nhwc,co->nhwo", lhs[:, ::stride_h, ::stride_w], rhs[0, 0],
                     precision=precision, preferred_element_type=preferred_element_type)
+
+
+# Below this many output channels XLA's own kernel gradient was faster than per-tap matmuls
+# (docs/cpu-performance.md, change 10).
+MIN_TAP_GRADIENT_FEATURES = 32
+
+
+@_on_cpu
+def _spatial_conv(lhs, rhs, window_strides, pads, feature_group_count, *, precision=None,
+                  preferred_element_type=None, **options):
+  """`conv`'s kernels wider than 1x1: XLA's convolution, with the kernel's gradient computed
+  per tap as a matmul over batch and pixels. XLA's CPU backend runs that gradient as a
+  convolution contracting over the batch alone, up to 6 times slower. Grouped convolutions
+  and narrow outputs keep XLA's gradient."""
+  if (feature_group_count != 1 or preferred_element_type is not None
+      or rhs.shape[-1] < MIN_TAP_GRADIENT_FEATURES):
+    return None
+  return _conv_tap_gradient(lhs, rhs, window_strides, pads, precision)
+
+
+def _nhwc_conv(x, kernel, strides, pads, precision):
+  return lax.conv_general_dilated(x, kernel, strides, pads, precision=precision,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_tap_gradient(x, kernel, strides, pads, precision):
+  """XLA's convolution of NHWC ``x`` with an HWIO ``kernel``; its kernel gradient per tap."""
+  return _nhwc_conv(x, kernel, strides, pads, precision)
+
+
+def _conv_tap_gradient_forward(x, kernel, strides, pads, precision):
+  return _nhwc_conv(x, kernel, strides, pads, precision), (x, kernel)
+
+
+def _conv_tap_gradient_backward(strides, pads, precision, residuals, grad):
+  x, kernel = residuals
+  (x_grad,) = jax.linear_transpose(
+    lambda x: _nhwc_conv(x, kernel, strides, pads, precision), x)(grad)
+  # Each tap's gradient is its view of the padded input, (batch x pixels) x in, transposed,
+  # times the output gradient, (batch x pixels) x out: one matmul with a long contraction.
+  # One tap at a time, so that one view is alive at once.
+  (kh, kw, in_features, out_features), (sh, sw), (oh, ow) = kernel.shape, strides, grad.shape[1:3]
+  padded = zero_pad(x, pads)
+  window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, in_features)
+  rows = grad.reshape(-1, out_features)
+
+  def tap_grad(tap):
+    view = lax.dynamic_slice(padded, (0, tap // kw, tap % kw, 0), window)[:, ::sh, ::sw]
+    return jnp.matmul(view.reshape(-1, in_features).T, rows, precision=precision,
+                      preferred_element_type=jnp.float32)
+
+  kernel_grad = lax.map(tap_grad, jnp.arange(kh * kw)).reshape(kernel.shape)
+  return x_grad, kernel_grad.astype(kernel.dtype)
+
+
+_conv_tap_gradient.defvjp(_conv_tap_gradient_forward, _conv_tap_gradient_backward)
 
 
 class UpConv2x2(nnx.ConvTranspose):
