@@ -10,8 +10,8 @@ before.
 and train-step GFLOPs per image, XLA's memory estimate of one train step at ``--batch-size``,
 and the train step's compile time (lower + compile). ``--png FILE`` draws the table.
 
-FLOPs are XLA's cost analysis of the compiled program (`jaxseg.bench.timing.xla_flops`), the
-bench's figures. Activation memory adds up every array the block's forward pass computes,
+FLOPs are XLA's cost analysis of the models' reference operations, the same on every
+backend (`jaxseg.bench.timing.model_flops`), the bench's figures. Activation memory adds up every array the block's forward pass computes,
 before XLA fuses elementwise operations: what a backward pass could keep at most. Variables
 include BatchNorm statistics. The block table builds the model abstractly (shapes only).
 """
@@ -30,7 +30,7 @@ from flax import nnx
 from jax.extend.core import Literal
 
 from jaxseg.bench import steps as bench
-from jaxseg.bench.timing import compile_costs, xla_flops
+from jaxseg.bench.timing import compile_costs, model_flops
 from jaxseg.config import COMPUTE_DTYPES, Config, enable_compilation_cache
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
 from jaxseg.models import DECODERS, MODELS, build_model
@@ -97,8 +97,7 @@ def _cost(module: nnx.Module, inputs: list, select=lambda output: output) -> _Co
   def forward(state, *inputs):
     return select(nnx.merge(graph, state)(*inputs))
 
-  lowered = jax.jit(forward).lower(state, *inputs)
-  flops = xla_flops(lowered.compile()) or xla_flops(lowered) or 0.0
+  flops = model_flops(jax.jit(forward), state, *inputs) or 0.0
   closed = jax.make_jaxpr(forward)(state, *inputs)
   live, activation_bytes = _live_values(closed.jaxpr)
   state_vars = closed.jaxpr.invars[:len(jax.tree.leaves(state))]

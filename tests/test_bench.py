@@ -2,11 +2,15 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
 import pytest
+from flax import nnx
 
 from jaxseg.bench import steps as bench
 from jaxseg.bench.peers import PeerUnavailable, load_peer
-from jaxseg.bench.timing import xla_flops
+from jaxseg.bench.timing import model_flops, xla_flops
+from jaxseg.models import layers
 
 TINY = ["--backbone", "unet,mobilenet", "--batch-size", "2", "--image-size", "32",
         "--steps", "2", "--repeats", "1", "--warmup", "1", "--precision", "fp32",
@@ -90,3 +94,23 @@ def test_unknown_backbone_is_a_usage_error(capsys):
     bench.main(["--backbone", "resnet18"])
   assert exit_info.value.code == 2
   assert "resnet18" in capsys.readouterr().err
+
+
+def test_model_flops_count_every_tap_of_a_cpu_conv_kernel_gradient():
+  """On a CPU a 3x3 conv's kernel gradient loops over its taps, a loop whose body XLA's cost
+  analysis counts once; the models' FLOPs are those of XLA's own convolution."""
+  assert jax.default_backend() == "cpu"
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+  features = layers.MIN_TAP_GRADIENT_FEATURES
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, features))
+  dimensions = ("NHWC", "HWIO", "NHWC")
+
+  def gradients(conv):
+    loss = lambda kernel, x: jnp.sum(conv(x, kernel, (1, 1), "SAME",
+                                          dimension_numbers=dimensions) ** 2)
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+  reference = xla_flops(gradients(jax.lax.conv_general_dilated).lower(kernel, x))
+  cpu_form = gradients(layers.conv(4, features, 3, rngs=nnx.Rngs(0)).conv_general_dilated)
+  assert xla_flops(cpu_form.lower(kernel, x)) < 0.8 * reference  # eight taps uncounted
+  assert model_flops(cpu_form, kernel, x) == pytest.approx(reference)

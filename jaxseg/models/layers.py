@@ -8,6 +8,7 @@ Keras application code they copy: one constructor call per Keras layer, same nam
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -56,6 +57,28 @@ def conv(
   return _named(layer, keras_name)
 
 
+_reference_ops = False
+
+
+@contextlib.contextmanager
+def reference_ops():
+  """Trace the layers with XLA's own convolutions and Flax's BatchNorm gradient on a CPU too,
+  as on other backends: the models' FLOPs (`jaxseg.bench.timing.model_flops`). The CPU forms
+  compute the same, some with a loop over kernel taps, whose body XLA's cost analysis counts
+  once."""
+  global _reference_ops
+  previous, _reference_ops = _reference_ops, True
+  try:
+    yield
+  finally:
+    _reference_ops = previous
+
+
+def _cpu_forms() -> bool:
+  """Whether to trace the CPU forms of the layers below (docs/cpu-performance.md)."""
+  return jax.default_backend() == "cpu" and not _reference_ops
+
+
 def _on_cpu(rewrite):
   """A `lax.conv_general_dilated` that hands an undilated convolution on a CPU to
   ``rewrite(lhs, rhs, window_strides, pads, feature_group_count, **options)``, with the strides
@@ -68,7 +91,7 @@ def _on_cpu(rewrite):
                            rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                            **options):
     undilated = all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if jax.default_backend() == "cpu" and undilated:
+    if _cpu_forms() and undilated:
       pads = (lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
               if isinstance(padding, str) else padding)
       out = rewrite(lhs, rhs, tuple(window_strides), tuple(map(tuple, pads)),
@@ -301,7 +324,7 @@ class BatchNorm(nnx.BatchNorm):
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
     running = self.use_running_average if use_running_average is None else use_running_average
     if (running or mask is not None or self.axis_name is not None or self.axis != -1
-        or self.scale is None or self.bias is None or jax.default_backend() != "cpu"):
+        or self.scale is None or self.bias is None or not _cpu_forms()):
       return super().__call__(x, use_running_average, mask=mask)
     x, scale, bias = self.promote_dtype((x, self.scale[...], self.bias[...]), dtype=self.dtype)
     y, mean, var = _normalize(x, scale, bias, self.epsilon)
