@@ -11,9 +11,9 @@ and train-step GFLOPs per image, XLA's memory estimate of one train step at ``--
 and the train step's compile time (lower + compile). ``--png FILE`` draws the table.
 
 FLOPs are XLA's cost analysis of the models' reference operations, the same on every
-backend (`jaxseg.bench.timing.model_flops`), the bench's figures. Activation memory adds up every array the block's forward pass computes,
-before XLA fuses elementwise operations: what a backward pass could keep at most. Variables
-include BatchNorm statistics. The block table builds the model abstractly (shapes only).
+backend (`jaxseg.bench.timing.model_flops`), the bench's figures. Activation memory adds up
+every array the block's forward pass computes, before XLA fuses elementwise operations: what
+a backward pass could keep at most. Variables include BatchNorm statistics. The block table builds the model abstractly (shapes only).
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def _spatial_conv(lhs, rhs, window_strides, pads, feature_group_count, *, precis
                   preferred_element_type=None, **options):
   """`conv`'s kernels wider than 1x1: XLA's convolution, with the kernel's gradient computed
   per tap as a matmul over batch and pixels. XLA's CPU backend runs that gradient as a
-  convolution contracting over the batch alone, up to 6 times slower. Grouped convolutions
+  convolution contracting over the batch alone, up to 6.6 times slower. Grouped convolutions
   and narrow outputs keep XLA's gradient."""
   if (feature_group_count != 1 or preferred_element_type is not None
       or rhs.shape[-1] < MIN_TAP_GRADIENT_FEATURES):
@@ -157,7 +157,8 @@ def _conv_tap_gradient_backward(strides, pads, precision, residuals, grad):
     lambda x: _nhwc_conv(x, kernel, strides, pads, precision), x)(grad)
   # Each tap's gradient is its view of the padded input, (batch x pixels) x in, transposed,
   # times the output gradient, (batch x pixels) x out: one matmul with a long contraction.
-  # One tap at a time, so that one view is alive at once.
+  # One tap at a time, so that one view is alive at once: unrolled, XLA kept 1.2 GB more
+  # temporaries in VGG19's train step at batch 8.
   (kh, kw, in_features, out_features), (sh, sw), (oh, ow) = kernel.shape, strides, grad.shape[1:3]
   padded = zero_pad(x, pads)
   window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, in_features)
