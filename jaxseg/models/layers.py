@@ -159,18 +159,13 @@ def _conv_tap_gradient_backward(strides, pads, precision, residuals, grad):
   # times the output gradient, (batch x pixels) x out: one matmul with a long contraction.
   # One tap at a time, so that one view is alive at once: unrolled, XLA kept 1.2 GB more
   # temporaries in VGG19's train step at batch 8.
-  (kh, kw, in_features, out_features), (sh, sw), (oh, ow) = kernel.shape, strides, grad.shape[1:3]
-  padded = zero_pad(x, pads)
-  window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, in_features)
+  in_features, out_features = kernel.shape[2:]
   rows = grad.reshape(-1, out_features)
-
-  def tap_grad(tap):
-    view = lax.dynamic_slice(padded, (0, tap // kw, tap % kw, 0), window)[:, ::sh, ::sw]
-    return jnp.matmul(view.reshape(-1, in_features).T, rows, precision=precision,
-                      preferred_element_type=jnp.float32)
-
-  kernel_grad = lax.map(tap_grad, jnp.arange(kh * kw)).reshape(kernel.shape)
-  return x_grad, kernel_grad.astype(kernel.dtype)
+  kernel_grad = _map_taps(
+    lambda view: jnp.matmul(view.reshape(-1, in_features).T, rows, precision=precision,
+                            preferred_element_type=jnp.float32),
+    x, kernel.shape[:2], strides, pads, grad.shape[1:3])
+  return x_grad, kernel_grad.reshape(kernel.shape).astype(kernel.dtype)
 
 
 _conv_tap_gradient.defvjp(_conv_tap_gradient_forward, _conv_tap_gradient_backward)
@@ -216,6 +211,19 @@ def _view(x: jax.Array, start: tuple[int, int], out_shape: tuple[int, int],
   return x[:, a:a + (oh - 1) * sh + 1:sh, b:b + (ow - 1) * sw + 1:sw]
 
 
+def _map_taps(tap_fn, x, kernel_shape, strides, pads, out_shape) -> jax.Array:
+  """``tap_fn(view)`` for each kernel tap's strided view of NHWC ``x`` zero-padded by
+  ``pads``, one tap at a time (a loop: one view alive at once), stacked in row-major tap order."""
+  (kh, kw), (sh, sw), (oh, ow) = kernel_shape, strides, out_shape
+  padded = zero_pad(x, pads)
+  window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, x.shape[3])
+
+  def tap_fn_at(tap):
+    return tap_fn(lax.dynamic_slice(padded, (0, tap // kw, tap % kw, 0), window)[:, ::sh, ::sw])
+
+  return lax.map(tap_fn_at, jnp.arange(kh * kw))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _tap_sum(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
              pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
@@ -251,14 +259,9 @@ def _tap_sum_backward(strides, pads, residuals, grad):
   # The kernel's gradient: per tap, the sum over batch and pixels of its view of the input
   # times the output gradient. One tap at a time (a loop, not nine independent sums): nine
   # views at once cost nine input-sized buffers and ran 3 to 4 times slower on a CPU.
-  padded = zero_pad(x, pads)
-  window = (x.shape[0], (oh - 1) * sh + 1, (ow - 1) * sw + 1, x.shape[3])
-
-  def tap_grad(tap):
-    view = lax.dynamic_slice(padded, (0, tap // kw, tap % kw, 0), window)[:, ::sh, ::sw]
-    return jnp.sum(view * grad, axis=(0, 1, 2))
-
-  return x_grad, lax.map(tap_grad, jnp.arange(kh * kw)).reshape(kernel.shape)
+  kernel_grad = _map_taps(lambda view: jnp.sum(view * grad, axis=(0, 1, 2)),
+                         x, (kh, kw), strides, pads, (oh, ow))
+  return x_grad, kernel_grad.reshape(kernel.shape)
 
 
 _tap_sum.defvjp(_tap_sum_forward, _tap_sum_backward)
