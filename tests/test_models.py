@@ -80,6 +80,18 @@ def test_plain_unet_and_decoder_start_from_keras_initialisers():
   np.testing.assert_allclose(model.head.bias[...], np.log(0.1 / 0.9), rtol=1e-6)
 
 
+@pytest.mark.parametrize("ours, flax_initializer", [
+  (layers.KERAS_KERNEL_INIT, nnx.initializers.glorot_uniform()),
+  (layers.LECUN_NORMAL, nnx.initializers.lecun_normal()),
+], ids=["glorot_uniform", "lecun_normal"])
+def test_initialisers_compiled_unoptimised_draw_flax_numbers(ours, flax_initializer):
+  key = jax.random.key(7)
+  for shape in [(3, 3, 8, 16), (1, 1, 4, 12), (2, 2, 16, 8)]:
+    np.testing.assert_allclose(ours(key, shape), flax_initializer(key, shape), rtol=1e-5,
+                               atol=1e-7, err_msg=str(shape))
+  assert ours(key, (3, 3, 4, 4), jnp.bfloat16).dtype == jnp.bfloat16
+
+
 @pytest.mark.parametrize("depth", [5, 4])
 def test_unet_output_matches_input_size_even_when_not_a_multiple_of_its_stride(depth):
   model = build_model(Config(unet_filters=4, unet_depth=depth))

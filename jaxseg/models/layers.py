@@ -17,9 +17,27 @@ from flax import nnx
 from jax import lax
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _compiled_unoptimised(initializer):
+  """``initializer(key, shape, dtype)`` as one program per shape that a CPU compiles without
+  LLVM's optimisations; on other backends as it is. Each runs once, and XLA took about a second
+  a shape to optimise the code that draws the random numbers: building the quick preset's
+  U-Net spent 20 of its 25 s there (docs/cpu-performance.md)."""
+  unoptimised = jax.jit(initializer, static_argnums=(1, 2),
+                        compiler_options={"xla_backend_optimization_level": 0})
+
+  @functools.wraps(initializer)
+  def init(key, shape, dtype=jnp.float32):
+    return (unoptimised if jax.default_backend() == "cpu" else initializer)(key, shape, dtype)
+
+  return init
+
+
 # Keras's default kernel initialiser, which the paper's U-Net and decoder started from; the
 # ports keep Flax's lecun_normal: they are loaded from Keras weights. Biases start at zero.
-KERAS_KERNEL_INIT = nnx.initializers.glorot_uniform()
+KERAS_KERNEL_INIT = _compiled_unoptimised(nnx.initializers.glorot_uniform())
+LECUN_NORMAL = _compiled_unoptimised(nnx.initializers.lecun_normal())
 
 
 def _named(module: nnx.Module, keras_name: str | None) -> nnx.Module:
@@ -35,7 +53,7 @@ def conv(
   strides: int = 1,
   padding: str = "SAME",
   use_bias: bool = True,
-  kernel_init=nnx.initializers.lecun_normal(),
+  kernel_init=LECUN_NORMAL,
   keras_name: str | None = None,
   dtype=jnp.float32,
   rngs: nnx.Rngs,
@@ -288,6 +306,7 @@ def depthwise_conv(
     padding=padding,
     feature_group_count=features,
     use_bias=use_bias,
+    kernel_init=LECUN_NORMAL,
     conv_general_dilated=_depthwise_as_taps,
     dtype=dtype,
     param_dtype=jnp.float32,
