@@ -90,6 +90,8 @@ def test_initialisers_compiled_unoptimised_draw_flax_numbers(ours, flax_initiali
     np.testing.assert_allclose(ours(key, shape), flax_initializer(key, shape), rtol=1e-5,
                                atol=1e-7, err_msg=str(shape))
   assert ours(key, (3, 3, 4, 4), jnp.bfloat16).dtype == jnp.bfloat16
+  # Traced, as in nnx.eval_shape, they are part of the caller's program.
+  assert jax.eval_shape(lambda k: ours(k, (3, 3, 4, 4)), key).shape == (3, 3, 4, 4)
 
 
 @pytest.mark.parametrize("depth", [5, 4])

@@ -29,7 +29,10 @@ def _compiled_unoptimised(initializer):
 
   @functools.wraps(initializer)
   def init(key, shape, dtype=jnp.float32):
-    return (unoptimised if jax.default_backend() == "cpu" else initializer)(key, shape, dtype)
+    # Traced (`nnx.eval_shape`, a jitted construction), it is part of the caller's program.
+    if isinstance(key, jax.core.Tracer) or jax.default_backend() != "cpu":
+      return initializer(key, shape, dtype)
+    return unoptimised(key, shape, dtype)
 
   return init
 
