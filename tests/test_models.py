@@ -270,9 +270,9 @@ def test_pointwise_conv_as_matmul_computes_the_conv_and_its_gradients(strides, p
 
 @pytest.mark.parametrize("kernel_size, strides, padding, size, dtype", [
   (3, 1, "SAME", (11, 10), jnp.float32),   # the U-Nets', VGG19's, DenseNet121's 3x3 convs
-  (3, 2, "SAME", (11, 10), jnp.float32),   # MobileNet's and EfficientNet's strided stems
-  (7, 2, "VALID", (13, 12), jnp.float32),  # ResNet50's stem (padded before)
-  (3, 1, ((1, 2), (0, 1)), (5, 6), jnp.float32),  # uneven padding
+  (3, 2, "SAME", (19, 18), jnp.float32),   # MobileNet's and EfficientNet's strided stems
+  (7, 2, "VALID", (23, 22), jnp.float32),  # ResNet50's stem (padded before)
+  (3, 1, ((1, 2), (0, 1)), (9, 10), jnp.float32),  # uneven padding
   (3, 1, "SAME", (8, 9), jnp.bfloat16),
 ])
 def test_spatial_conv_with_tap_kernel_gradient_computes_the_conv_and_its_gradients(
@@ -280,7 +280,34 @@ def test_spatial_conv_with_tap_kernel_gradient_computes_the_conv_and_its_gradien
   """On a CPU a 3x3 or 7x7 conv's kernel gradient is a matmul per tap: the layer gives what
   the convolution gives, with the same variables, forward and backward."""
   assert jax.default_backend() == "cpu"  # where the matmuls replace XLA's kernel gradient
-  features = layers.MIN_TAP_GRADIENT_FEATURES
+  layer, reference, x = conv_and_reference(layers.MIN_TAP_GRADIENT_FEATURES, kernel_size,
+                                           strides, padding, size, dtype)
+  assert "conv_general_dilated" in str(jax.make_jaxpr(layer)(x))
+  assert layer(x).shape[1] * layer(x).shape[2] > layers.PATCHES_MAX_PIXELS
+  assert_same_outputs_and_gradients(layer, reference, x, dtype)
+
+
+@pytest.mark.parametrize("kernel_size, strides, padding, size, dtype", [
+  (3, 1, "SAME", (8, 8), jnp.float32),    # ResNet50's and VGG19's last stages, at most 8x8
+  (3, 2, "SAME", (9, 10), jnp.float32),
+  (3, 1, ((1, 2), (0, 1)), (5, 6), jnp.float32),  # uneven padding
+  (5, 1, "VALID", (9, 8), jnp.float32),
+  (3, 1, "SAME", (4, 4), jnp.bfloat16),
+])
+def test_small_image_conv_as_patches_matmul_computes_the_conv_and_its_gradients(
+    kernel_size, strides, padding, size, dtype):
+  """On a CPU a conv whose output has at most `PATCHES_MAX_PIXELS` pixels is one matmul over
+  its input's patches: no convolution left, the same outputs and gradients."""
+  assert jax.default_backend() == "cpu"
+  layer, reference, x = conv_and_reference(4, kernel_size, strides, padding, size, dtype)
+  for program in (jax.make_jaxpr(layer)(x),
+                  jax.make_jaxpr(jax.grad(lambda x: layer(x).astype(jnp.float32).sum()))(x)):
+    assert "conv_general_dilated" not in str(program)
+  assert_same_outputs_and_gradients(layer, reference, x, dtype)
+
+
+def conv_and_reference(features, kernel_size, strides, padding, size, dtype):
+  """`conv` from 6 channels to ``features``, an ``nnx.Conv`` with its variables, an input."""
   layer = conv(6, features, kernel_size, strides=strides, padding=padding, dtype=dtype,
                rngs=nnx.Rngs(0))
   layer.bias[...] = jax.random.normal(jax.random.key(1), (features,))
@@ -289,4 +316,4 @@ def test_spatial_conv_with_tap_kernel_gradient_computes_the_conv_and_its_gradien
   reference.kernel[...], reference.bias[...] = layer.kernel[...], layer.bias[...]
   x = jax.random.normal(jax.random.key(2), (2, *size, 6))
   assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
-  assert_same_outputs_and_gradients(layer, reference, x, dtype)
+  return layer, reference, x

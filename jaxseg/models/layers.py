@@ -142,19 +142,46 @@ def _pointwise_as_matmul(lhs, rhs, window_strides, pads, feature_group_count, *,
 # Below this many output channels XLA's own kernel gradient was faster than per-tap matmuls
 # (docs/cpu-performance.md, change 10).
 MIN_TAP_GRADIENT_FEATURES = 32
+# Up to this many output pixels an image, and this many input channels, a convolution as one
+# matmul over its patches ran faster than XLA's, gradients included (change 12).
+PATCHES_MAX_PIXELS = 64
+PATCHES_MAX_IN_FEATURES = 512
 
 
 @_on_cpu
 def _spatial_conv(lhs, rhs, window_strides, pads, feature_group_count, *, precision=None,
                   preferred_element_type=None, **options):
-  """`conv`'s kernels wider than 1x1: XLA's convolution, with the kernel's gradient computed
-  per tap as a matmul over batch and pixels. XLA's CPU backend runs that gradient as a
-  convolution contracting over the batch alone, up to 6.6 times slower. Grouped convolutions
-  and narrow outputs keep XLA's gradient."""
-  if (feature_group_count != 1 or preferred_element_type is not None
-      or rhs.shape[-1] < MIN_TAP_GRADIENT_FEATURES):
+  """`conv`'s kernels wider than 1x1. On small images (ResNet50's and VGG19's last stages, a
+  U-Net's bottleneck) one matmul over the input's patches; otherwise XLA's convolution with
+  the kernel's gradient computed per tap as a matmul over batch and pixels, which XLA's CPU
+  backend runs as a convolution contracting over the batch alone, up to 6.6 times slower.
+  Grouped convolutions and narrow outputs keep XLA's convolution and gradient."""
+  if feature_group_count != 1 or preferred_element_type is not None:
+    return None
+  out_shape = _conv_out_shape(lhs.shape[1:3], rhs.shape[:2], window_strides, pads)
+  if out_shape[0] * out_shape[1] <= PATCHES_MAX_PIXELS and rhs.shape[2] <= PATCHES_MAX_IN_FEATURES:
+    return _patches_matmul(lhs, rhs, window_strides, pads, out_shape, precision)
+  if rhs.shape[-1] < MIN_TAP_GRADIENT_FEATURES:
     return None
   return _conv_tap_gradient(lhs, rhs, window_strides, pads, precision)
+
+
+def _conv_out_shape(in_shape, kernel_shape, strides, pads) -> tuple[int, int]:
+  return tuple((extent + low + high - k) // s + 1
+               for extent, k, s, (low, high) in zip(in_shape, kernel_shape, strides, pads))
+
+
+def _patches_matmul(x, kernel, strides, pads, out_shape, precision):
+  """NHWC ``x`` convolved with HWIO ``kernel`` as the matmul of its patches, each tap's strided
+  view side by side along the channels, with the kernel's rows in the same (tap, channel)
+  order. Its gradients are matmuls too, where XLA's input gradient first copies the whole
+  kernel flipped and transposed: a large copy beside a small image."""
+  kh, kw, in_features, out_features = kernel.shape
+  padded = zero_pad(x, pads)
+  patches = jnp.concatenate([_view(padded, (i, j), out_shape, strides)
+                             for i in range(kh) for j in range(kw)], axis=-1)
+  return jnp.einsum("nhwk,ko->nhwo", patches,
+                    kernel.reshape(kh * kw * in_features, out_features), precision=precision)
 
 
 def _nhwc_conv(x, kernel, strides, pads, precision):
@@ -254,8 +281,7 @@ def _tap_sum(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
 
 def _tap_sum_forward(x, kernel, strides, pads):
   padded = zero_pad(x, pads)
-  out_shape = tuple((extent - k) // s + 1
-                    for extent, k, s in zip(padded.shape[1:3], kernel.shape[:2], strides))
+  out_shape = _conv_out_shape(x.shape[1:3], kernel.shape[:2], strides, pads)
   kh, kw = kernel.shape[:2]
   out = sum(_view(padded, (i, j), out_shape, strides) * kernel[i, j]
             for i in range(kh) for j in range(kw))
