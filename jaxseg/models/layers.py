@@ -151,11 +151,12 @@ PATCHES_MAX_IN_FEATURES = 512
 @_on_cpu
 def _spatial_conv(lhs, rhs, window_strides, pads, feature_group_count, *, precision=None,
                   preferred_element_type=None, **options):
-  """`conv`'s kernels wider than 1x1. On small images (ResNet50's and VGG19's last stages, a
-  U-Net's bottleneck) one matmul over the input's patches; otherwise XLA's convolution with
-  the kernel's gradient computed per tap as a matmul over batch and pixels, which XLA's CPU
-  backend runs as a convolution contracting over the batch alone, up to 6.6 times slower.
-  Grouped convolutions and narrow outputs keep XLA's convolution and gradient."""
+  """`conv`'s kernels wider than 1x1. On small images (VGG19's last block, ResNet50's last
+  stages, DenseNet121's last dense blocks at 128x128) one matmul over the input's patches;
+  otherwise XLA's convolution with the kernel's gradient computed per tap as a matmul over
+  batch and pixels, which XLA's CPU backend runs as a convolution contracting over the batch
+  alone, up to 6.6 times slower. Grouped convolutions, and narrow outputs on larger images,
+  keep XLA's convolution and gradient."""
   if feature_group_count != 1 or preferred_element_type is not None:
     return None
   out_shape = _conv_out_shape(lhs.shape[1:3], rhs.shape[:2], window_strides, pads)
