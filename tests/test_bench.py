@@ -97,10 +97,12 @@ def test_unknown_backbone_is_a_usage_error(capsys):
 
 
 def test_model_flops_count_every_tap_of_a_cpu_conv_kernel_gradient():
-  """On a CPU a 3x3 conv's kernel gradient loops over its taps, a loop whose body XLA's cost
-  analysis counts once; the models' FLOPs are those of XLA's own convolution."""
+  """On a CPU a 3x3 conv's kernel gradient loops over its taps (on images larger than
+  the patches form's), a loop whose body XLA's cost analysis counts once; the models' FLOPs
+  are those of XLA's own convolution."""
   assert jax.default_backend() == "cpu"
-  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+  x = jax.random.normal(jax.random.key(0), (2, 12, 12, 4))
+  assert 12 * 12 > layers.PATCHES_MAX_PIXELS
   features = layers.MIN_TAP_GRADIENT_FEATURES
   kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, features))
   dimensions = ("NHWC", "HWIO", "NHWC")

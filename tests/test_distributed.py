@@ -28,7 +28,7 @@ def test_four_devices_train_like_one(tmp_path):
     out = tmp_path / f"{devices}.npz"
     done = subprocess.run([sys.executable, "-m", "tests.train_steps", str(out)],
                           env=cpu_devices(devices, as_users_compile=True),
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     results[devices] = np.load(out)
   assert int(results[4]["devices"]) == 4 and int(results[1]["devices"]) == 1
@@ -91,4 +91,8 @@ def test_two_processes_checkpoint_resume_and_equal_one(tmp_path):
   np.testing.assert_allclose([m["train_loss"] for m in lines(multi)],
                              [m["train_loss"] for m in lines(single)], rtol=1e-4)
   summary = lambda run: json.loads((run / "summary.json").read_text())["test"]
-  assert summary(multi) == pytest.approx(summary(single), abs=1e-3)
+  # Two and four devices sum gradients in different orders, so the weights part by rounding
+  # and a pixel scored within rounding of a tie may change class: at most one of the test
+  # split's 2 x 32 x 32 pixels, a few percent of counts as small as the nuclei's.
+  assert summary(multi)["accuracy"] == pytest.approx(summary(single)["accuracy"], abs=1 / 2048)
+  assert summary(multi) == pytest.approx(summary(single), rel=0.03)
