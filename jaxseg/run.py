@@ -18,9 +18,12 @@ checks first.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import jax
@@ -154,9 +157,10 @@ class RunFolder:
     alone."""
     items = _items(state)
     meta = {**meta, "layout": {item: _layout(tree) for item, tree in items.items()}}
-    self._manager(which).save(epoch, args=ocp.args.Composite(
-      **{item: ocp.args.StandardSave(_pack(tree)) for item, tree in items.items()},
-      meta=ocp.args.JsonSave(meta)))
+    with _interrupts_deferred():
+      self._manager(which).save(epoch, args=ocp.args.Composite(
+        **{item: ocp.args.StandardSave(_pack(tree)) for item, tree in items.items()},
+        meta=ocp.args.JsonSave(meta)))
 
   def has_checkpoint(self, which: str) -> bool:
     return self._manager(which).latest_step() is not None
@@ -199,6 +203,23 @@ class RunFolder:
   def close(self) -> None:
     for manager in self._managers.values():
       manager.close()
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+  """Ctrl-C during the block takes effect when it ends: a save interrupted half-way left
+  Orbax's writer threads running into interpreter shutdown, which printed their traceback."""
+  if threading.current_thread() is not threading.main_thread():  # no handlers there
+    yield
+    return
+  received = []
+  previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+    if received:
+      signal.raise_signal(signal.SIGINT)  # to the handler it was meant for
 
 
 def _items(state: TrainState) -> dict[str, tuple]:

@@ -1,10 +1,12 @@
 """Checkpoints: the state comes back exactly, and a checkpoint of another model is refused."""
 
+import signal
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxseg.engine import TrainState
@@ -30,6 +32,25 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     assert actual.dtype == expected.dtype and actual.sharding == expected.sharding
     np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
   assert int(restored.step) == 7
+
+
+def test_ctrl_c_during_a_save_stops_after_it(tmp_path, monkeypatch):
+  state = placed_state(seed=1)
+  save = ocp.CheckpointManager.save
+
+  def interrupted_save(manager, *args, **kwargs):
+    signal.raise_signal(signal.SIGINT)  # Ctrl-C as the save starts
+    return save(manager, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_save)
+  run = RunFolder(tmp_path / "run")
+  with pytest.raises(KeyboardInterrupt):
+    run.save("latest", 3, state, {"epoch": 3})
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  restored, meta = run.restore("latest", placed_state(seed=2))
+  run.close()
+  assert meta["epoch"] == 3
+  np.testing.assert_array_equal(*(np.asarray(jax.tree.leaves(s)[0]) for s in (state, restored)))
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
