@@ -1,5 +1,7 @@
 """Checkpoints: the state comes back exactly, and a checkpoint of another model is refused."""
 
+import logging
+import resource
 import signal
 from pathlib import Path
 
@@ -53,6 +55,46 @@ def test_ctrl_c_during_a_save_stops_after_it(tmp_path, monkeypatch):
   np.testing.assert_array_equal(*(np.asarray(jax.tree.leaves(s)[0]) for s in (state, restored)))
 
 
+def test_a_checkpoint_holds_the_state_as_saved_while_training_goes_on(tmp_path):
+  """Saves return before the files are written: what the next steps do to the state's
+  buffers (donated, overwritten) must not reach the checkpoint."""
+  state = placed_state(seed=1)
+  expected = [np.array(leaf) for leaf in jax.tree.leaves(state)]
+  run = RunFolder(tmp_path / "run")
+  run.save("latest", 1, state, {"epoch": 1})
+  overwrite = jax.jit(lambda tree: jax.tree.map(lambda x: x * 0 - 1, tree), donate_argnums=0)
+  for _ in range(3):
+    state = overwrite(state)
+  restored, _ = run.restore("latest", placed_state(seed=2))
+  run.close()
+  for want, got in zip(expected, jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_loses_nothing(tmp_path, caplog):
+  """A write that fails in the background (here: files capped at 1 kB, as a full disk
+  would) stops the run at the next wait with one line naming the checkpoint folder and the
+  reason, Orbax's logged tracebacks held back, and the checkpoint it was to replace stays the
+  latest."""
+  state = hand_state({"kernel": jnp.ones((64, 64))})
+  run = RunFolder(tmp_path / "run")
+  run.save("latest", 1, state, {"epoch": 1})
+  run.wait()
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # Python ignores SIGXFSZ
+  try:
+    run.save("latest", 2, state, {"epoch": 2})
+    with pytest.raises(JaxsegError, match=r"checkpoints/latest: cannot write the checkpoint "
+                                          r"\(File too large\)$"):
+      run.wait()
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+  assert run.has_checkpoint("latest")
+  assert run.restore("latest", state)[1]["epoch"] == 1
+  run.close()
+
+
 def test_checkpoint_of_another_model_is_refused(tmp_path):
   run = RunFolder(tmp_path / "run")
   run.save("best", 1, placed_state(), {"epoch": 1})
@@ -99,6 +141,7 @@ def test_a_state_without_optimizer_saves_the_model_alone(tmp_path):
   is refused in one line."""
   run = RunFolder(tmp_path / "run")
   run.save("best", 2, hand_state({"kernel": jnp.full((2, 3), 5.0)}, False), {"epoch": 2})
+  run.wait()
   assert not (tmp_path / "run" / "checkpoints" / "best" / "2" / "optimizer").exists()
   assert (tmp_path / "run" / "checkpoints" / "best" / "2" / "model").is_dir()
   restored, _ = run.restore("best", hand_state({"kernel": jnp.zeros((2, 3))}, False))
