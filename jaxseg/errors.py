@@ -29,6 +29,7 @@ def cli(main):
   @functools.wraps(main)
   def run(argv=None):
     warnings.formatwarning = _one_line_warning
+    sys.unraisablehook = _keeping_interrupts(sys.unraisablehook)
     try:
       result = main(argv)
     except JaxsegError as error:
@@ -42,6 +43,33 @@ def cli(main):
     return None if argv is None else result
 
   return run
+
+
+_lost_interrupts: list[bool] = []
+
+
+def _keeping_interrupts(default):
+  """An unraisable-exception hook that keeps a Ctrl-C Python swallowed: one that lands while
+  a finaliser or a garbage-collection callback runs (TensorFlow's and JAX's have) is printed as
+  "Exception ignored in ..." and lost, and training went on. `raise_lost_interrupt` raises it."""
+  if getattr(default, "keeps_interrupts", False):
+    return default
+
+  def hook(unraisable):
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+      _lost_interrupts.append(True)
+    else:
+      default(unraisable)
+
+  hook.keeps_interrupts = True
+  return hook
+
+
+def raise_lost_interrupt() -> None:
+  """Raise the KeyboardInterrupt of a Ctrl-C that Python swallowed, if there was one."""
+  if _lost_interrupts:
+    _lost_interrupts.clear()
+    raise KeyboardInterrupt
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

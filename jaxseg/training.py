@@ -27,7 +27,7 @@ from jaxseg.data.masks import NUCLEUS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
 from jaxseg.data.sources import TFDS_PREFIX, data_splits, recorded_splits
-from jaxseg.errors import JaxsegError
+from jaxseg.errors import JaxsegError, raise_lost_interrupt
 from jaxseg.metrics import confusion_counts, scores
 from jaxseg.models import build_model
 from jaxseg.run import RunFolder
@@ -293,6 +293,7 @@ def train_epoch(steps: engine.Steps, state, loader: Loader, epoch: int, key, con
   with tqdm(total=count * config.batch_size, desc=f"epoch {epoch}/{config.epochs}", unit="img",
             leave=False, disable=not show) as bar:
     for step, (images, masks) in enumerate(batches, 1):
+      raise_lost_interrupt()
       state, metrics = steps.train(state, *steps.batch(images, masks), key)
       losses.append(metrics["loss"])  # stays on the device: no host round trip per step
       if step % PROGRESS_EVERY == 0 or step == count:

@@ -95,6 +95,27 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(data, straight, tmp
   assert resumed["test"] == pytest.approx(expected["test"], rel=1e-6)
 
 
+def test_ctrl_c_swallowed_by_a_finaliser_still_stops_training(data, tmp_path, monkeypatch,
+                                                              capsys):
+  """Ctrl-C that lands while a finaliser runs (TensorFlow's and JAX's garbage collection
+  callbacks) is printed and dropped by Python: training must stop at its next step all the
+  same, with the one-line message and the last finished epoch kept."""
+
+  class Finaliser:
+    def __del__(self):
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(training.tqdm, "write", lambda message: Finaliser())  # after epoch 1
+  with pytest.raises(SystemExit) as exit_info:
+    run_train(data, tmp_path / "run", "--epochs", "3")
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert "interrupted; the last finished epoch is saved" in err
+  assert "Exception ignored" not in err
+  history = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(line)["epoch"] for line in history] == [1]
+
+
 def test_existing_run_is_not_overwritten(data, straight, capsys):
   workdir, _ = straight
   before = (workdir / "summary.json").read_text()
