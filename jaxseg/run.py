@@ -177,7 +177,12 @@ class RunFolder:
         manager.wait_until_finished()
 
   def has_checkpoint(self, which: str) -> bool:
-    self.wait()
+    """Whether ``which`` holds a finished checkpoint, once every write in progress has ended.
+    A failed write does not count and is not raised here: this is asked while another
+    error stops the run."""
+    for manager in self._managers.values():
+      with contextlib.suppress(JaxsegError), _writing(manager):
+        manager.wait_until_finished()
     return self._manager(which).latest_step() is not None
 
   def restore(self, which: str, like: TrainState) -> tuple[TrainState, dict]:
