@@ -173,16 +173,15 @@ class RunFolder:
   def wait(self) -> None:
     """Wait until every checkpoint started is on disk."""
     for manager in self._managers.values():
-      with _writing(manager):
-        manager.wait_until_finished()
+      _finish(manager)
 
   def has_checkpoint(self, which: str) -> bool:
     """Whether ``which`` holds a finished checkpoint, once every write in progress has ended.
-    A failed write does not count and is not raised here: this is asked while another
-    error stops the run."""
+    A failed write does not count and is not raised here: training also asks while another
+    error is stopping the run, and that error is the one to report."""
     for manager in self._managers.values():
-      with contextlib.suppress(JaxsegError), _writing(manager):
-        manager.wait_until_finished()
+      with contextlib.suppress(JaxsegError):
+        _finish(manager)
     return self._manager(which).latest_step() is not None
 
   def restore(self, which: str, like: TrainState) -> tuple[TrainState, dict]:
@@ -258,6 +257,12 @@ def _writing(manager: ocp.CheckpointManager):
       reason = os.strerror(int(code[1])) if code else (text.splitlines() or [""])[0][:200]
       raise JaxsegError(f"{manager.directory}: cannot write the checkpoint "
                         f"({reason or type(error).__name__})") from None
+
+
+def _finish(manager: ocp.CheckpointManager) -> None:
+  """Wait for ``manager``'s write in progress, a failed one reported as `_writing` does."""
+  with _writing(manager):
+    manager.wait_until_finished()
 
 
 class _WithoutOrbaxErrors(logging.Filter):
