@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jax
 
-from jaxseg import flags
+from jaxseg import engine, flags
 from jaxseg.bench.peers import PeerUnavailable, load_peer
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.config import Config, enable_compilation_cache
@@ -145,6 +145,7 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
     "environment": {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
                     "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                    "compiler_options": engine.compiler_options(),
                     "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")},
     "first_call": first_call,  # compile (or compilation cache) and the first step
     "steps": per_step,

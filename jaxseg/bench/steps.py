@@ -172,6 +172,7 @@ def environment(peer_versions: dict) -> dict:
     # Allocator and compiler settings, which both libraries in this process run under.
     "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "compiler_options": engine.compiler_options(),  # jaxseg's steps'
   }
 
 
