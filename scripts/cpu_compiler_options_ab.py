@@ -8,7 +8,6 @@ smp decoder, batch 8, 128x128, fp32, random weights. Prints each step's median t
 the median of the per-round ratios (options / default).
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -19,6 +18,8 @@ import jax
 from jaxseg import engine, flags
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.configs import get_preset
+from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.models.backbones import ENCODERS
 
 
 def compiled_pair(jitted, donate: bool, *args) -> dict:
@@ -36,12 +37,15 @@ def call(compiled, state, inputs, train: bool):
   return state
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("backbones", nargs="+")
+@cli
+def main(argv=None) -> None:
+  parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("backbones", nargs="+", choices=["unet", *ENCODERS])
   parser.add_argument("--rounds", type=int, default=8)
   parser.add_argument("--json", required=True)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  if os.path.exists(args.json):
+    raise JaxsegError(f"--json {args.json}: exists; give a new file")
   result = {"options": engine.compiler_options(), "jax": jax.__version__, "steps": {}}
   for backbone in args.backbones:
     config = flags.apply(get_preset("quick"), {"backbone": backbone, "decoder": "smp",
@@ -65,7 +69,7 @@ def main() -> None:
       print(f"{backbone} {name}: default {1e3 * statistics.median(seconds['default']):.0f} ms, "
             f"options {1e3 * statistics.median(seconds['options']):.0f} ms, ratio "
             f"{statistics.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]", flush=True)
-  with open(args.json, "w") as file:
+  with open(args.json, "x") as file:
     json.dump(result, file, indent=2)
 
 
