@@ -9,7 +9,14 @@ from flax import nnx
 
 from jaxseg.bench import steps as bench
 from jaxseg.bench.peers import PeerUnavailable, load_peer
-from jaxseg.bench.timing import model_flops, xla_flops
+from jaxseg.bench.timing import (
+  Program,
+  Timing,
+  measure_together,
+  model_flops,
+  round_ratio,
+  xla_flops,
+)
 from jaxseg.models import layers
 
 TINY = ["--backbone", "unet,mobilenet", "--batch-size", "2", "--image-size", "32",
@@ -72,6 +79,32 @@ def test_peer_rows(result, peer):
   assert measured["train_images_per_s"] > 0 and measured["infer_images_per_s"] > 0
   assert measured["train_gflop_per_image"] > measured["infer_gflop_per_image"] > 0
   assert mobilenet["ratio"][peer]["train"] > 0 and mobilenet["ratio"][peer]["infer"] > 0
+
+
+def test_programs_take_turns_and_ratios_pair_their_rounds():
+  calls = []
+
+  def program(name: str) -> Program:
+    step = lambda phase: lambda: calls.append((name, phase))
+    return Program(step("train"), step("infer"), sync=lambda _: None, batch_size=2,
+                   enter=lambda phase: calls.append((name, "enter " + phase)))
+
+  programs = {"a": program("a"), "b": program("b"), "c": program("c")}
+  measure_together(programs, Timing(steps=2, repeats=3, warmup=1))
+  train_calls = calls[:calls.index(("a", "enter infer"))]
+  assert train_calls[:6] == [("a", "enter train"), ("a", "train"), ("b", "enter train"),
+                             ("b", "train"), ("c", "enter train"), ("c", "train")]
+  runs = [name for name, _ in train_calls[6::2]]  # two steps a run
+  assert runs == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+  assert len(calls) == 2 * len(train_calls)
+  for fields in (p.fields for p in programs.values()):
+    assert len(fields["train_round_s"]) == len(fields["infer_round_s"]) == 3
+    assert fields["infer_images_per_s"] > 0
+
+  # Our second round ran when the host was twice as slow: its ratio is the other rounds'.
+  ours = {"train_round_s": [1.0, 4.0, 1.0]}
+  theirs = {"train_round_s": [2.0, 8.0, 2.2]}
+  assert round_ratio(ours, theirs, "train") == 2.0
 
 
 class FakeStage:

@@ -81,15 +81,40 @@ def test_smp_epochs(tmp_path):
   images = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
   masks = rng.integers(0, 2, (6, 32, 32), dtype=np.uint8)
   orders = [rng.permutation(4), rng.permutation(4)]
-  records = peer.time_epochs("mobilenet", (images[:4], masks[:4]), (images[4:], masks[4:]),
-                             orders, batch_size=2, learning_rate=1e-3, precision="fp32",
-                             flip_probs=(0.5, 0.5), seed=0, folder=tmp_path)
+  records = list(peer.time_epochs("mobilenet", (images[:4], masks[:4]),
+                                  (images[4:], masks[4:]), orders, batch_size=2,
+                                  learning_rate=1e-3, precision="fp32", flip_probs=(0.5, 0.5),
+                                  seed=0, folder=tmp_path))
   assert len(records) == 2 and records[0]["saves"] == 2
   for record in records:
     phases = [record[name] for name in bench.PHASES if record[name] is not None]
     assert len(phases) == 3 and sum(phases) <= record["epoch_s"]
     assert 0 <= record["val_dice"] <= 1
   assert {path.name for path in tmp_path.iterdir()} == {"best.pt", "latest.pt"}
+
+
+def test_runs_take_turns_and_a_failing_peer_drops_out():
+  calls, closed = [], []
+
+  def epochs(name: str, fail_at: int | None = None):
+    try:
+      for epoch in range(1, 10):
+        calls.append(name)
+        if epoch == fail_at:
+          raise RuntimeError("out of memory")
+        yield {"epoch": epoch}
+    finally:
+      closed.append(name)
+
+  runs = {"jaxseg": epochs("jaxseg"), "smp": epochs("smp"), "other": epochs("other", fail_at=2)}
+  records = bench.epochs_in_turns(runs, 3)
+  assert calls == ["jaxseg", "smp", "other", "smp", "other", "jaxseg", "jaxseg", "smp"]
+  assert records["jaxseg"] == records["smp"] == [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+  assert records["other"] == "RuntimeError: out of memory"
+  assert sorted(closed) == ["jaxseg", "other", "smp"]  # each run's files are cleaned up
+
+  with pytest.raises(RuntimeError):  # jaxseg's own failure is not swallowed
+    bench.epochs_in_turns({"jaxseg": epochs("jaxseg", fail_at=1), "smp": epochs("smp")}, 2)
 
 
 @pytest.mark.parametrize("argv, named", [

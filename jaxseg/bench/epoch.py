@@ -6,10 +6,10 @@ through the functions `jaxseg.train` runs, not copies of them. Per epoch, each p
 apart: the training pass (`jaxseg.training.train_epoch`: batches, augmentation, the jitted
 step), BatchNorm statistics (`Steps.recompute_statistics`, with ``batchnorm_statistics``
 ``recomputed``), validation (`evaluate_loader`), and the checkpoints (`save_epoch`: the
-latest, and the best where validation Dice improved) into a temporary run folder; as in
-training, their files are written while the next epoch trains, and the last timed epoch waits
-for its own, so that each timed epoch pays for one epoch's writing. The first epoch compiles
-and is not timed; the ``--epochs`` after it are, and their means reported: seconds of the
+latest, and the best where validation Dice improved) into a temporary run folder. Training
+writes those files while the next epoch trains; here each epoch waits for its own, so that it
+pays for its writing in full and none of it runs into the peer's epoch. The first epoch
+compiles and is not timed; the ``--epochs`` after it are, and their means reported: seconds of the
 epoch and of each phase, and training images per second of the epoch and of its training
 pass. Decoding the images happens before, once, and is not timed.
 
@@ -17,7 +17,8 @@ pass. Decoding the images happens before, once, and is not timed.
 same epochs (`jaxseg.bench.peers.smp_unet.time_epochs`): the same decoded, resized, enhanced
 images and masks (the loaders' arrays), the same batches in the same order, the same batch
 size, Adam at the same learning rate, smp's binary Jaccard loss; then validation Dice in
-``eval()`` under ``no_grad`` and ``torch.save`` of the model and optimizer state. Where
+``eval()`` under ``no_grad`` and ``torch.save`` of the model and optimizer state. The two
+take turns, epoch by epoch, so that a host whose speed drifts slows both alike. Where
 jaxseg augments, smp flips each image with the same probabilities (jaxseg also rotates and
 scales). smp has no BatchNorm statistics phase: it evaluates with running averages.
 ``smp/jaxseg`` is smp's epoch time over jaxseg's: above 1, jaxseg is faster.
@@ -26,14 +27,17 @@ scales). smp has no BatchNorm statistics phase: it evaluates with running averag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
+import itertools
 import os
 import shlex
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -79,46 +83,70 @@ def settings(args: argparse.Namespace) -> Config:
   return flags.apply(get_preset(args.preset), flags.overrides(args)).validate()
 
 
-def jaxseg_epochs(config: Config, loaders: dict, count: int) -> list[dict]:
-  """``count`` epochs of `jaxseg.train`'s loop, each phase timed; the first compiles."""
+def jaxseg_epochs(config: Config, loaders: dict) -> Iterator[dict]:
+  """`jaxseg.train`'s loop, one epoch per item, each phase timed; the first compiles. Each
+  epoch ends when its checkpoint files are written, so that no writing of ours runs into the
+  peer's turn."""
   model, state = engine.build(config, build_model(config))
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.place(state)
   key = jax.random.key(config.seed)
-  records, best_dice = [], -1.0
+  best_dice = -1.0
   with tempfile.TemporaryDirectory(prefix="jaxseg-bench-epoch-") as folder:
     run = RunFolder(Path(folder) / "run")
     run.create()
     try:
-      for epoch in range(1, count + 1):
+      for epoch in itertools.count(1):
         start = time.perf_counter()
         state, train_loss, val, seconds = train_and_validate(steps, state, loaders, epoch, key,
                                                              config, show=False)
         saving = time.perf_counter()
         improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice)
-        if epoch in (1, count):  # each timed epoch pays for one checkpoint's writing
-          run.wait()
+        run.wait()
         end = time.perf_counter()
-        records.append({**seconds, "checkpoint_s": end - saving, "epoch_s": end - start,
-                        "saves": 1 + improved, "train_loss": train_loss,
-                        "val_dice": val["dice"]})
+        yield {**seconds, "checkpoint_s": end - saving, "epoch_s": end - start,
+               "saves": 1 + improved, "train_loss": train_loss, "val_dice": val["dice"]}
     finally:
       run.close()
-  return records
 
 
-def peer_epochs(peer, config: Config, loaders: dict, count: int) -> list[dict]:
-  """The same ``count`` epochs in the peer, on the loaders' arrays in the loaders' batches."""
+def peer_epochs(peer, config: Config, loaders: dict, count: int) -> Iterator[dict]:
+  """The same ``count`` epochs in the peer, on the loaders' arrays in the loaders' batches,
+  one per item."""
   train = loaders["train"]
   whole = train.steps(drop_remainder=True) * config.batch_size
   # Epochs are numbered from 1, as jaxseg's, so both see the same order each epoch.
   orders = [train.order(epoch, shuffle=True)[:whole] for epoch in range(1, count + 1)]
   with tempfile.TemporaryDirectory(prefix="jaxseg-bench-epoch-") as folder:
-    return peer.time_epochs(
+    yield from peer.time_epochs(
       config.backbone, (train.images, train.masks), (loaders["val"].images, loaders["val"].masks),
       orders, batch_size=config.batch_size, learning_rate=config.learning_rate,
       precision=config.precision, flip_probs=(config.augment.hflip_prob, config.augment.vflip_prob),
       seed=config.seed, folder=Path(folder))
+
+
+def epochs_in_turns(runs: dict[str, Iterator[dict]], count: int) -> dict[str, list[dict] | str]:
+  """``count`` epochs of each run, the runs taking turns epoch by epoch in an order that
+  rotates, so that a host whose speed drifts slows every run alike. A peer that fails is
+  left out from then on, its error in place of its epochs; jaxseg's failure is raised."""
+  records: dict[str, list[dict] | str] = {name: [] for name in runs}
+  names = list(runs)
+  with contextlib.ExitStack() as stack:
+    for epochs in runs.values():
+      stack.enter_context(contextlib.closing(epochs))  # their folders go, whatever happens
+    for epoch in range(count):
+      shift = epoch % len(names)
+      for name in names[shift:] + names[:shift]:
+        if isinstance(records[name], str):
+          continue
+        try:
+          records[name].append(next(runs[name]))
+        except Exception as error:  # a foreign library may fail in any way
+          if name == "jaxseg":
+            raise
+          print(f"jaxseg.bench.epoch: peer {name} failed: {error}", file=sys.stderr)
+          records[name] = f"{type(error).__name__}: {error}"
+  return records
 
 
 def summary(records: list[dict], train_images: int) -> dict:
@@ -130,17 +158,6 @@ def summary(records: list[dict], train_images: int) -> dict:
           "epoch_images_per_s": train_images / means["epoch_s"],
           "train_images_per_s": train_images / means["train_s"],
           "first_epoch": records[0], "epochs": timed}
-
-
-def peer_row(peer, config: Config, loaders: dict, count: int, train_images: int) -> dict:
-  """The peer's summary, or why it has none: a backbone it lacks, or its error."""
-  if not peer.supports(config.backbone):
-    return {"skipped": f"no {config.backbone} in the peer"}
-  try:
-    return summary(peer_epochs(peer, config, loaders, count), train_images)
-  except Exception as error:  # noqa: BLE001 - a foreign library may fail in any way
-    print(f"jaxseg.bench.epoch: peer failed on {config.backbone}: {error}", file=sys.stderr)
-    return {"error": f"{type(error).__name__}: {error}"}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -176,10 +193,17 @@ def run(args: argparse.Namespace) -> dict:
   count = args.timed_epochs + 1
   for backbone in args.backbones:
     config = base.replace(backbone=backbone).validate()
-    row = {"backbone": backbone,
-           "jaxseg": summary(jaxseg_epochs(config, loaders, count), train_images),
-           "peers": {name: peer_row(peer, config, loaders, count, train_images)
-                     for name, peer in peers.items()}}
+    runs = {"jaxseg": jaxseg_epochs(config, loaders)}
+    skipped = {}
+    for name, peer in peers.items():
+      if peer.supports(backbone):
+        runs[name] = peer_epochs(peer, config, loaders, count)
+      else:
+        skipped[name] = {"skipped": f"no {backbone} in the peer"}
+    records = epochs_in_turns(runs, count)
+    row = {"backbone": backbone, "jaxseg": summary(records.pop("jaxseg"), train_images),
+           "peers": {name: {"error": r} if isinstance(r, str) else summary(r, train_images)
+                     for name, r in records.items()} | skipped}
     row["ratio"] = {name: measured["epoch_s"] / row["jaxseg"]["epoch_s"]
                     for name, measured in row["peers"].items() if "epoch_s" in measured}
     gc.collect()  # free this backbone's executables and buffers before the next

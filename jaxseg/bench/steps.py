@@ -8,6 +8,8 @@ time of the train step (lower + compile) and its first call, images/s of both st
 per image from XLA's cost analysis, achieved TFLOP/s against one bf16 matmul timed by the
 same command, and peak device memory. ``--peer smp,keras`` times the same shapes in
 segmentation_models_pytorch and in a Keras 3 U-Net, where installed, and adds jaxseg/peer.
+jaxseg and its peers take turns, run by run, so that a host whose speed drifts (a shared
+machine, a CPU that throttles) slows both sides of a ratio alike.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ import numpy as np
 
 from jaxseg import engine
 from jaxseg.bench.peers import PEERS, load_peers
-from jaxseg.bench.timing import Timing, measure_jitted, steps_per_second
+from jaxseg.bench.timing import (
+  PHASES,
+  Program,
+  Timing,
+  jitted_program,
+  measure_together,
+  peak_memory_bytes,
+  round_ratio,
+  steps_per_second,
+)
 from jaxseg.config import COMPUTE_DTYPES, Config
 from jaxseg.data.augment import Augment
 from jaxseg.errors import ArgumentParser, JaxsegError, cli
@@ -48,7 +59,7 @@ def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.nd
 
 def jaxseg_steps(config: Config, images: np.ndarray, masks: np.ndarray) -> tuple:
   """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them,
-  the placed state and each step's inputs: the arguments of `measure_jitted`."""
+  the placed state and each step's inputs: the arguments of `jitted_program`."""
   model, state = engine.build(config, build_model(config))
   steps = engine.Steps(model, config.augment, config.batch_size)
   images, masks = steps.batch(images, masks)
@@ -56,9 +67,12 @@ def jaxseg_steps(config: Config, images: np.ndarray, masks: np.ndarray) -> tuple
   return (steps.train, steps.probabilities, steps.place(state), (images, masks, key), (images,))
 
 
-def measure_jaxseg(config: Config, images: np.ndarray, masks: np.ndarray, timing: Timing) -> dict:
-  """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them."""
-  return measure_jitted(*jaxseg_steps(config, images, masks), config.batch_size, timing)
+def jaxseg_program(config: Config, images: np.ndarray, masks: np.ndarray) -> Program:
+  """The engine's train and probability steps for ``config``, compiled and called once, with
+  the devices' peak memory after those calls (before any peer allocates on them)."""
+  program = jitted_program(*jaxseg_steps(config, images, masks), config.batch_size)
+  program.fields["peak_memory_bytes"] = peak_memory_bytes()
+  return program
 
 
 def matmul_peak_tflops(size: int, timing: Timing) -> float:
@@ -76,11 +90,6 @@ def add_rates(result: dict, peak_tflops: float) -> dict:
     result[f"{step}_tflops"] = tflops
     result[f"{step}_peak_share"] = tflops / (peak_tflops * jax.device_count()) if tflops else None
   return result
-
-
-def ratios(ours: dict, peer: dict) -> dict:
-  return {step: ours[f"{step}_images_per_s"] / peer[f"{step}_images_per_s"]
-          for step in ("train", "infer")}
 
 
 def run(args: argparse.Namespace, timing: Timing) -> dict:
@@ -118,25 +127,35 @@ def run(args: argparse.Namespace, timing: Timing) -> dict:
 
 
 def measure_row(config: Config, peers: dict, peak: float, timing: Timing) -> dict:
-  """jaxseg and each peer on one configuration. A peer's failure (out of memory, say) is
-  recorded in its place; jaxseg's is raised."""
+  """jaxseg and each peer on one configuration, timed in turns (`measure_together`), so that
+  ``ratio`` (jaxseg's images/s over the peer's, `round_ratio`) compares runs of the same
+  moments. A peer's failure to set up (out of memory, say) is recorded in its place; jaxseg's
+  is raised."""
   images, masks = random_batch(config.batch_size, config.image_size)
+  programs = {"jaxseg": jaxseg_program(config, images, masks)}
   row = {"backbone": config.backbone, "batch_size": config.batch_size,
-         "precision": config.precision,
-         "jaxseg": add_rates(measure_jaxseg(config, images, masks, timing), peak),
-         "peers": {}, "ratio": {}}
-  for name, peer in peers.items():
-    if not peer.supports(config.backbone):
-      continue
-    try:
-      measured = peer.measure(config.backbone, images, masks, precision=config.precision,
-                              timing=timing)
-    except Exception as error:  # a foreign library may fail in any way
-      row["peers"][name] = {"error": f"{type(error).__name__}: {error}"}
-      print(f"jaxseg.bench: peer {name} failed on {config.backbone}: {error}", file=sys.stderr)
-      continue
-    row["peers"][name] = add_rates(measured, peak)
-    row["ratio"][name] = ratios(row["jaxseg"], measured)
+         "precision": config.precision, "jaxseg": programs["jaxseg"].fields, "peers": {},
+         "ratio": {}}
+  try:
+    for name, peer in peers.items():
+      if not peer.supports(config.backbone):
+        continue
+      try:
+        programs[name] = peer.program(config.backbone, images, masks,
+                                      precision=config.precision)
+      except Exception as error:  # a foreign library may fail in any way
+        row["peers"][name] = {"error": f"{type(error).__name__}: {error}"}
+        print(f"jaxseg.bench: peer {name} failed on {config.backbone}: {error}", file=sys.stderr)
+    measure_together(programs, timing)
+  finally:
+    for program in programs.values():
+      program.close()
+  add_rates(row["jaxseg"], peak)
+  for name, program in programs.items():
+    if name != "jaxseg":
+      row["peers"][name] = add_rates(program.fields, peak)
+      row["ratio"][name] = {phase: round_ratio(row["jaxseg"], program.fields, phase)
+                            for phase in PHASES}
   return row
 
 

@@ -2,7 +2,7 @@
 
 Shared by `jaxseg.bench` and its peers (`jaxseg.bench.peers`), so that every program is timed the
 same way: ``warmup`` steps, then the median of ``repeats`` runs of ``steps`` steps, each run
-ended by waiting for its last result.
+ended by waiting for its last result; the programs compared take turns, run by run.
 """
 
 from __future__ import annotations
@@ -33,17 +33,20 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
   return result, time.perf_counter() - start
 
 
+def run_seconds(step: Callable[[], Any], sync: Callable[[Any], Any], steps: int) -> float:
+  """Seconds that ``steps`` calls of ``step`` take, the last one's result waited for."""
+  start = time.perf_counter()
+  for _ in range(steps):
+    result = step()
+  sync(result)
+  return time.perf_counter() - start
+
+
 def steps_per_second(step: Callable[[], Any], sync: Callable[[Any], Any], timing: Timing) -> float:
   """Steady-state rate of ``step``; ``sync`` waits until a step's result is computed."""
   for _ in range(timing.warmup):
     sync(step())
-  seconds = []
-  for _ in range(timing.repeats):
-    start = time.perf_counter()
-    for _ in range(timing.steps):
-      result = step()
-    sync(result)
-    seconds.append(time.perf_counter() - start)
+  seconds = [run_seconds(step, sync, timing.steps) for _ in range(timing.repeats)]
   return timing.steps / statistics.median(seconds)
 
 
@@ -84,15 +87,82 @@ def peak_memory_bytes() -> int | None:
   return max(peaks) if peaks else None
 
 
-def measure_jitted(train, infer, state, train_inputs: tuple, infer_inputs: tuple,
-                   batch_size: int, timing: Timing) -> dict:
-  """Compile times, FLOPs per image, throughput and memory of two jitted steps.
+PHASES = ("train", "infer")
+FIRST_CALL = {"train": "first_call_s", "infer": "infer_first_call_s"}
+
+
+@dataclasses.dataclass
+class Program:
+  """One library's train and inference steps on one batch, ready to time.
+
+  ``train()`` and ``infer()`` each run one step on the batch (the train step updating the
+  library's own state); ``sync(result)`` waits until that result is computed; ``enter(phase)``
+  readies the model for ``"train"`` or ``"infer"`` (torch's ``train()`` and ``eval()``);
+  ``close()`` lets go of what the program holds on the device. ``fields`` gathers what was measured: setting up (compile times, FLOPs), the first calls,
+  the timed runs.
+  """
+  train: Callable[[], Any]
+  infer: Callable[[], Any]
+  sync: Callable[[Any], Any]
+  batch_size: int
+  fields: dict = dataclasses.field(default_factory=dict)
+  enter: Callable[[str], None] = lambda phase: None
+  close: Callable[[], None] = lambda: None
+
+
+def first_calls(program: Program) -> Program:
+  """Time each step's first call into ``fields`` (``first_call_s``, ``infer_first_call_s``):
+  for a JAX program the first run of an executable compiled ahead, for eager torch the first
+  allocations."""
+  for phase in PHASES:
+    program.enter(phase)
+    _, program.fields[FIRST_CALL[phase]] = timed(
+      lambda step=getattr(program, phase): program.sync(step()))
+  return program
+
+
+def measure_together(programs: dict[str, Program], timing: Timing) -> None:
+  """Images/s of every program's train step, then of its inference step, into its ``fields``.
+
+  After ``timing.warmup`` steps each, the programs take turns: in each of ``timing.repeats``
+  rounds every program runs ``timing.steps`` steps, in an order that rotates from round to
+  round. A host that slows or speeds up during the measurement so changes every program's
+  runs alike, and `round_ratio` compares two programs round by round. Each program's rate is
+  that of its median run; ``{phase}_round_s`` keeps every run's seconds.
+  """
+  names = list(programs)
+  for phase in PHASES:
+    for program in programs.values():
+      program.enter(phase)
+      for _ in range(timing.warmup):
+        program.sync(getattr(program, phase)())
+    rounds = {name: [] for name in names}
+    for turn in range(timing.repeats):
+      shift = turn % len(names)
+      for name in names[shift:] + names[:shift]:
+        program = programs[name]
+        rounds[name].append(run_seconds(getattr(program, phase), program.sync, timing.steps))
+    for name, program in programs.items():
+      program.fields[f"{phase}_round_s"] = rounds[name]
+      program.fields[f"{phase}_images_per_s"] = (
+        timing.steps * program.batch_size / statistics.median(rounds[name]))
+
+
+def round_ratio(ours: dict, theirs: dict, phase: str) -> float:
+  """Our images/s over theirs in ``phase``: the median of the ratios of runs timed in the
+  same round of `measure_together` (both programs on the same batch size)."""
+  return statistics.median(t / o for o, t in zip(ours[f"{phase}_round_s"],
+                                                  theirs[f"{phase}_round_s"]))
+
+
+def jitted_program(train, infer, state, train_inputs: tuple, infer_inputs: tuple,
+                   batch_size: int) -> Program:
+  """Two jitted steps as a `Program`, compiled ahead (`compile_costs`) and called once each.
 
   ``train(state, *train_inputs)`` returns ``(state, aux)`` and may donate ``state``;
-  ``infer(state, *infer_inputs)`` returns predictions. Each step is lowered and compiled ahead
-  of time (timed apart, and the source of the cost analysis); JAX keeps that executable, so
-  the first call runs it without compiling again: a training run's first step costs
-  ``lower_s + compile_s + first_call_s``.
+  ``infer(state, *infer_inputs)`` returns predictions. JAX keeps the executables compiled
+  ahead, so the first call runs one without compiling again: a training run's first step
+  costs ``lower_s + compile_s + first_call_s``.
   """
   costs = compile_costs(train, infer, state, train_inputs, infer_inputs, batch_size)
 
@@ -104,23 +174,13 @@ def measure_jitted(train, infer, state, train_inputs: tuple, infer_inputs: tuple
   def infer_once():
     return infer(state, *infer_inputs)
 
-  _, first_call_s = timed(lambda: jax.block_until_ready(train_once()))
-  train_rate = steps_per_second(train_once, jax.block_until_ready, timing)
-  _, infer_first_call_s = timed(lambda: jax.block_until_ready(infer_once()))
-  infer_rate = steps_per_second(infer_once, jax.block_until_ready, timing)
-  return {
-    **costs,
-    "first_call_s": first_call_s,
-    "infer_first_call_s": infer_first_call_s,
-    "train_images_per_s": train_rate * batch_size,
-    "infer_images_per_s": infer_rate * batch_size,
-    "peak_memory_bytes": peak_memory_bytes(),
-  }
+  program = Program(train_once, infer_once, jax.block_until_ready, batch_size, costs)
+  return first_calls(program)
 
 
 def compile_costs(train, infer, state, train_inputs: tuple, infer_inputs: tuple,
                   batch_size: int) -> dict:
-  """Lower and compile both steps of `measure_jitted` ahead of time: the times it took, FLOPs
+  """Lower and compile both steps of `jitted_program` ahead of time: the times it took, FLOPs
   per image (`model_flops`), and XLA's memory estimate of one train step."""
   lowered, lower_s = timed(lambda: train.lower(state, *train_inputs))
   compiled, compile_s = timed(lowered.compile)

@@ -1,8 +1,9 @@
 """Peer programs that `jaxseg.bench` times on the same shapes, each where its library is installed.
 
-A peer module has ``supports(backbone)``, ``measure(backbone, images, masks, *, precision,
-timing)`` returning the fields of `jaxseg.bench.timing.measure_jitted` it can measure (None for
-the others), and ``versions()``; the smp peer also has ``time_epochs``, the whole epochs
+A peer module has ``supports(backbone)``, ``program(backbone, images, masks, *, precision)``
+returning its train and inference steps as a `jaxseg.bench.timing.Program`, called once each
+(`first_calls`), with the fields of jaxseg's it can measure (None for the others), and
+``versions()``; the smp peer also has ``time_epochs``, the whole epochs
 `jaxseg.bench.epoch` sets beside jaxseg's.
 """
 

@@ -9,7 +9,7 @@ Training follows Keras's guide to a JAX training loop: ``model.stateless_call`` 
 ``jax.value_and_grad`` and ``optimizer.stateless_apply`` (Adam), under one ``jax.jit`` that
 donates the variables; inference is a jitted stateless call. ``model.fit`` or
 ``train_on_batch`` would add a host round trip per step to fetch the logs, which this avoids,
-and both steps go through the same `jaxseg.bench.timing.measure_jitted` as jaxseg's own.
+and both steps go through the same `jaxseg.bench.timing.jitted_program` as jaxseg's own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxseg.bench.timing import Timing, measure_jitted  # noqa: E402
+from jaxseg.bench.timing import Program, jitted_program  # noqa: E402
 from jaxseg.models.backbones import ENCODERS, encoder_class  # noqa: E402
 from jaxseg.models.unet import DECODER_FILTERS  # noqa: E402
 from jaxseg.weights import keras_application  # noqa: E402
@@ -80,9 +80,10 @@ def jaccard_loss(probabilities, targets, smooth: float = 1.0):
   return 1.0 - (intersection + smooth) / (union + smooth)
 
 
-def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str,
-            timing: Timing) -> dict:
-  """Train and inference throughput of the Keras U-Net on ``images`` and ``masks``."""
+def program(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str) -> Program:
+  """The Keras U-Net's train and inference steps on ``images`` and ``masks``, compiled and
+  called once. Its peak memory is not its own (it shares JAX's devices with jaxseg's steps in
+  this process); ``train_step_bytes``, XLA's estimate, is."""
   model = build_unet(backbone, images.shape[1], precision)
   optimizer = keras.optimizers.Adam(learning_rate=3e-3)
   optimizer.build(model.trainable_variables)
@@ -109,6 +110,9 @@ def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: 
 
   x = jax.device_put(images.astype(np.float32))
   y = jax.device_put(masks.astype(np.float32))
-  result = measure_jitted(jax.jit(train_step, donate_argnums=0), jax.jit(infer_step), state,
-                          (x, y), (x,), len(images), timing)
-  return {"encoder": f"keras.applications.{encoder_class(backbone).keras_application}", **result}
+  keras_program = jitted_program(jax.jit(train_step, donate_argnums=0), jax.jit(infer_step),
+                                 state, (x, y), (x,), len(images))
+  keras_program.fields.update(
+    encoder=f"keras.applications.{encoder_class(backbone).keras_application}",
+    peak_memory_bytes=None)
+  return keras_program

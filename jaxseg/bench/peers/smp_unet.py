@@ -12,6 +12,7 @@ measures the time its train step spends in convolutions, as `jaxseg.bench.profil
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from jaxseg.bench.timing import Timing, steps_per_second, timed
+from jaxseg.bench.timing import Program, first_calls
 from jaxseg.metrics import confusion_counts, scores
 
 # smp's encoder of each jaxseg backbone; the plain U-Net has none.
@@ -86,46 +87,39 @@ class Trainer:
       torch.cuda.synchronize(self.device)
 
 
-def measure(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str,
-            timing: Timing) -> dict:
-  """Train and inference throughput of smp's Unet on ``images`` (uint8 NHWC) and ``masks``."""
+def program(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str) -> Program:
+  """smp's Unet on ``images`` (uint8 NHWC) and ``masks``: its train and inference steps, each
+  called once (`first_calls`), with the FLOPs of each and, on a GPU, torch's peak memory."""
   trainer = Trainer(backbone, learning_rate=3e-3, precision=precision)
-  device, model, autocast, sync = trainer.device, trainer.model, trainer.autocast, trainer.sync
   x, y = trainer.inputs(torch.from_numpy(images), torch.from_numpy(masks))
+  if trainer.device.type == "cuda":
+    torch.cuda.reset_peak_memory_stats(trainer.device)
 
   def train_once():
     return trainer.train_step(x, y)
 
   def infer_once():
-    with torch.inference_mode(), autocast:
-      return torch.sigmoid(model(x))
+    with torch.inference_mode(), trainer.autocast:
+      return torch.sigmoid(trainer.model(x))
 
-  if device.type == "cuda":
-    torch.cuda.reset_peak_memory_stats(device)
-  model.train()
-  _, first_call_s = timed(lambda: sync(train_once()))
-  train_rate = steps_per_second(train_once, sync, timing)
-  train_flops = _counted_flops(train_once)
-  model.eval()
-  _, infer_first_call_s = timed(lambda: sync(infer_once()))
-  infer_rate = steps_per_second(infer_once, sync, timing)
-  infer_flops = _counted_flops(infer_once)
-  peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-  del model, trainer
-  if device.type == "cuda":
-    torch.cuda.empty_cache()  # hand the memory back for JAX's next configuration
+  def enter(phase: str) -> None:
+    trainer.model.train(phase == "train")
+
+  def close() -> None:
+    trainer.model = trainer.optimizer = None
+    if trainer.device.type == "cuda":
+      torch.cuda.empty_cache()  # hand the memory back for JAX's next configuration
+
   batch_size = len(images)
-  return {
-    "encoder": ENCODERS[backbone],
-    "compile_s": None,  # eager: nothing is compiled ahead
-    "first_call_s": first_call_s,
-    "infer_first_call_s": infer_first_call_s,
-    "train_images_per_s": train_rate * batch_size,
-    "infer_images_per_s": infer_rate * batch_size,
-    "train_gflop_per_image": train_flops / batch_size / 1e9,
-    "infer_gflop_per_image": infer_flops / batch_size / 1e9,
-    "peak_memory_bytes": peak,
-  }
+  fields = {"encoder": ENCODERS[backbone], "compile_s": None}  # eager: nothing compiled ahead
+  peer = first_calls(Program(train_once, infer_once, trainer.sync, batch_size, fields, enter,
+                             close))
+  for phase, step in (("train", train_once), ("infer", infer_once)):
+    enter(phase)
+    fields[f"{phase}_gflop_per_image"] = _counted_flops(step) / batch_size / 1e9
+  fields["peak_memory_bytes"] = (torch.cuda.max_memory_allocated(trainer.device)
+                                 if trainer.device.type == "cuda" else None)
+  return peer
 
 
 # Where torch spends a convolution's time: the forward op (its oneDNN kernel inside) and the
@@ -164,8 +158,8 @@ def _counted_flops(step) -> int:
 def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
                 val: tuple[np.ndarray, np.ndarray], orders: list[np.ndarray], *, batch_size: int,
                 learning_rate: float, precision: str, flip_probs: tuple[float, float], seed: int,
-                folder: Path) -> list[dict]:
-  """Train smp's Unet for one epoch per entry of ``orders`` (the training images' indices in
+                folder: Path) -> Iterator[dict]:
+  """Train smp's Unet for one epoch per entry of ``orders``, one record per item (the training images' indices in
   batch order, whole batches) as its users write the loop, timing each phase: the train steps
   (random flips of each image by ``flip_probs``, horizontal and vertical), then ``eval()`` and
   ``no_grad`` over the validation images for their pooled Dice, then ``torch.save`` of the model
@@ -175,7 +169,7 @@ def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
   train_images, train_masks = map(torch.from_numpy, train)
   val_images, val_masks = map(torch.from_numpy, val)
   generator = torch.Generator().manual_seed(seed)
-  records, best_dice = [], -1.0
+  best_dice = -1.0
   for order in orders:
     start = time.perf_counter()
     trainer.model.train()
@@ -193,11 +187,10 @@ def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
       torch.save(state, folder / "best.pt")
     torch.save(state, folder / "latest.pt")
     end = time.perf_counter()
-    records.append({"train_s": trained - start, "statistics_s": None,
-                    "validation_s": validated - trained, "checkpoint_s": end - validated,
-                    "epoch_s": end - start, "saves": 1 + improved, "train_loss": train_loss,
-                    "val_dice": dice})
-  return records
+    yield {"train_s": trained - start, "statistics_s": None,
+           "validation_s": validated - trained, "checkpoint_s": end - validated,
+           "epoch_s": end - start, "saves": 1 + improved, "train_loss": train_loss,
+           "val_dice": dice}
 
 
 def _flipped(images: torch.Tensor, masks: torch.Tensor, probs: tuple[float, float],
