@@ -275,15 +275,16 @@ def test_pointwise_conv_as_matmul_computes_the_conv_and_its_gradients(strides, p
   (3, 1, ((1, 2), (0, 1)), (9, 10), jnp.float32),  # uneven padding
   (3, 1, "SAME", (8, 9), jnp.bfloat16),
 ])
-def test_spatial_conv_with_tap_kernel_gradient_computes_the_conv_and_its_gradients(
+def test_spatial_conv_on_larger_images_is_xlas_convolution_forward_and_backward(
     kernel_size, strides, padding, size, dtype):
-  """On a CPU a 3x3 or 7x7 conv's kernel gradient is a matmul per tap: the layer gives what
-  the convolution gives, with the same variables, forward and backward."""
-  assert jax.default_backend() == "cpu"  # where the matmuls replace XLA's kernel gradient
-  layer, reference, x = conv_and_reference(layers.MIN_TAP_GRADIENT_FEATURES, kernel_size,
-                                           strides, padding, size, dtype)
-  assert "conv_general_dilated" in str(jax.make_jaxpr(layer)(x))
+  """On a CPU a 3x3 or 7x7 conv whose output has more than `PATCHES_MAX_PIXELS` pixels stays
+  XLA's convolution, gradients included: no loop, no hand-written gradient."""
+  assert jax.default_backend() == "cpu"
+  layer, reference, x = conv_and_reference(32, kernel_size, strides, padding, size, dtype)
   assert layer(x).shape[1] * layer(x).shape[2] > layers.PATCHES_MAX_PIXELS
+  backward = str(jax.make_jaxpr(jax.grad(lambda x: layer(x).astype(jnp.float32).sum()))(x))
+  assert "conv_general_dilated" in backward
+  assert "scan" not in backward and "custom" not in backward
   assert_same_outputs_and_gradients(layer, reference, x, dtype)
 
 

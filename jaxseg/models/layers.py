@@ -139,9 +139,6 @@ def _pointwise_as_matmul(lhs, rhs, window_strides, pads, feature_group_count, *,
                     precision=precision, preferred_element_type=preferred_element_type)
 
 
-# Below this many output channels XLA's own kernel gradient was faster than per-tap matmuls
-# (docs/cpu-performance.md, change 10).
-MIN_TAP_GRADIENT_FEATURES = 32
 # Up to this many output pixels an image, and this many input channels, a convolution as one
 # matmul over its patches ran faster than XLA's, gradients included (change 12).
 PATCHES_MAX_PIXELS = 64
@@ -151,20 +148,15 @@ PATCHES_MAX_IN_FEATURES = 512
 @_on_cpu
 def _spatial_conv(lhs, rhs, window_strides, pads, feature_group_count, *, precision=None,
                   preferred_element_type=None, **options):
-  """`conv`'s kernels wider than 1x1. On small images (VGG19's last block, ResNet50's last
-  stages, DenseNet121's last dense blocks at 128x128) one matmul over the input's patches;
-  otherwise XLA's convolution with the kernel's gradient computed per tap as a matmul over
-  batch and pixels, which XLA's CPU backend runs as a convolution contracting over the batch
-  alone, up to 6.6 times slower. Grouped convolutions, and narrow outputs on larger images,
-  keep XLA's convolution and gradient."""
+  """`conv`'s kernels wider than 1x1: on small images (VGG19's last block, ResNet50's last
+  stages, DenseNet121's last dense blocks at 128x128) one matmul over the input's patches.
+  Larger images, and grouped convolutions, keep XLA's convolution and its gradients."""
   if feature_group_count != 1 or preferred_element_type is not None:
     return None
   out_shape = _conv_out_shape(lhs.shape[1:3], rhs.shape[:2], window_strides, pads)
   if out_shape[0] * out_shape[1] <= PATCHES_MAX_PIXELS and rhs.shape[2] <= PATCHES_MAX_IN_FEATURES:
     return _patches_matmul(lhs, rhs, window_strides, pads, out_shape, precision)
-  if rhs.shape[-1] < MIN_TAP_GRADIENT_FEATURES:
-    return None
-  return _conv_tap_gradient(lhs, rhs, window_strides, pads, precision)
+  return None
 
 
 def _conv_out_shape(in_shape, kernel_shape, strides, pads) -> tuple[int, int]:
@@ -183,41 +175,6 @@ def _patches_matmul(x, kernel, strides, pads, out_shape, precision):
                              for i in range(kh) for j in range(kw)], axis=-1)
   return jnp.einsum("nhwk,ko->nhwo", patches,
                     kernel.reshape(kh * kw * in_features, out_features), precision=precision)
-
-
-def _nhwc_conv(x, kernel, strides, pads, precision):
-  return lax.conv_general_dilated(x, kernel, strides, pads, precision=precision,
-                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_tap_gradient(x, kernel, strides, pads, precision):
-  """XLA's convolution of NHWC ``x`` with an HWIO ``kernel``; its kernel gradient per tap."""
-  return _nhwc_conv(x, kernel, strides, pads, precision)
-
-
-def _conv_tap_gradient_forward(x, kernel, strides, pads, precision):
-  return _nhwc_conv(x, kernel, strides, pads, precision), (x, kernel)
-
-
-def _conv_tap_gradient_backward(strides, pads, precision, residuals, grad):
-  x, kernel = residuals
-  (x_grad,) = jax.linear_transpose(
-    lambda x: _nhwc_conv(x, kernel, strides, pads, precision), x)(grad)
-  # Each tap's gradient is its view of the padded input, (batch x pixels) x in, transposed,
-  # times the output gradient, (batch x pixels) x out: one matmul with a long contraction.
-  # One tap at a time, so that one view is alive at once: unrolled, XLA kept 1.2 GB more
-  # temporaries in VGG19's train step at batch 8.
-  in_features, out_features = kernel.shape[2:]
-  rows = grad.reshape(-1, out_features)
-  kernel_grad = _map_taps(
-    lambda view: jnp.matmul(view.reshape(-1, in_features).T, rows, precision=precision,
-                            preferred_element_type=jnp.float32),
-    x, kernel.shape[:2], strides, pads, grad.shape[1:3])
-  return x_grad, kernel_grad.reshape(kernel.shape).astype(kernel.dtype)
-
-
-_conv_tap_gradient.defvjp(_conv_tap_gradient_forward, _conv_tap_gradient_backward)
 
 
 class UpConv2x2(nnx.ConvTranspose):
