@@ -98,8 +98,8 @@ class Program:
   ``train()`` and ``infer()`` each run one step on the batch (the train step updating the
   library's own state); ``sync(result)`` waits until that result is computed; ``enter(phase)``
   readies the model for ``"train"`` or ``"infer"`` (torch's ``train()`` and ``eval()``);
-  ``close()`` lets go of what the program holds on the device. ``fields`` gathers what was measured: setting up (compile times, FLOPs), the first calls,
-  the timed runs.
+  ``close()`` lets go of what the program holds on the device. ``fields`` gathers what was
+  measured: setting up (compile times, FLOPs), the first calls, the timed runs.
   """
   train: Callable[[], Any]
   infer: Callable[[], Any]
