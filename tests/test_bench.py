@@ -146,5 +146,5 @@ def test_model_flops_count_every_tap_of_a_cpu_depthwise_kernel_gradient():
   reference = xla_flops(gradients(jax.lax.conv_general_dilated).lower(kernel, x))
   cpu_form = gradients(layer.conv_general_dilated)
   assert "while" in str(cpu_form.lower(kernel, x).as_text())  # the loop over taps
-  assert xla_flops(cpu_form.lower(kernel, x)) < 0.9 * reference  # eight taps uncounted
+  assert xla_flops(cpu_form.lower(kernel, x)) < 0.8 * reference  # eight taps uncounted
   assert model_flops(cpu_form, kernel, x) == pytest.approx(reference)

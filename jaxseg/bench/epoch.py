@@ -45,6 +45,7 @@ import jax
 from jaxseg import engine, flags
 from jaxseg.bench.peers import load_peers
 from jaxseg.bench.steps import _names, environment, record_row
+from jaxseg.bench.timing import turn_order
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.sources import data_splits
@@ -135,8 +136,7 @@ def epochs_in_turns(runs: dict[str, Iterator[dict]], count: int) -> dict[str, li
     for epochs in runs.values():
       stack.enter_context(contextlib.closing(epochs))  # their folders go, whatever happens
     for epoch in range(count):
-      shift = epoch % len(names)
-      for name in names[shift:] + names[:shift]:
+      for name in turn_order(names, epoch):
         if isinstance(records[name], str):
           continue
         try:

@@ -123,6 +123,13 @@ def first_calls(program: Program) -> Program:
   return program
 
 
+def turn_order(names: list[str], turn: int) -> list[str]:
+  """``names`` rotated by ``turn``: the order in which programs compared take their turn-th
+  turn, so that none always runs first or last."""
+  shift = turn % len(names)
+  return names[shift:] + names[:shift]
+
+
 def measure_together(programs: dict[str, Program], timing: Timing) -> None:
   """Images/s of every program's train step, then of its inference step, into its ``fields``.
 
@@ -140,8 +147,7 @@ def measure_together(programs: dict[str, Program], timing: Timing) -> None:
         program.sync(getattr(program, phase)())
     rounds = {name: [] for name in names}
     for turn in range(timing.repeats):
-      shift = turn % len(names)
-      for name in names[shift:] + names[:shift]:
+      for name in turn_order(names, turn):
         program = programs[name]
         rounds[name].append(run_seconds(getattr(program, phase), program.sync, timing.steps))
     for name, program in programs.items():

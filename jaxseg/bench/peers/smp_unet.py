@@ -159,8 +159,9 @@ def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
                 val: tuple[np.ndarray, np.ndarray], orders: list[np.ndarray], *, batch_size: int,
                 learning_rate: float, precision: str, flip_probs: tuple[float, float], seed: int,
                 folder: Path) -> Iterator[dict]:
-  """Train smp's Unet for one epoch per entry of ``orders``, one record per item (the training images' indices in
-  batch order, whole batches) as its users write the loop, timing each phase: the train steps
+  """Train smp's Unet for one epoch per entry of ``orders`` (the training images' indices in
+  batch order, whole batches), yielding one record an epoch, as its users write the loop,
+  timing each phase: the train steps
   (random flips of each image by ``flip_probs``, horizontal and vertical), then ``eval()`` and
   ``no_grad`` over the validation images for their pooled Dice, then ``torch.save`` of the model
   and optimizer state dicts into ``folder``: latest.pt, and best.pt when the Dice improved.
