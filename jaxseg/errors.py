@@ -6,6 +6,7 @@ import argparse
 import functools
 import sys
 import warnings
+from pathlib import Path
 
 
 class JaxsegError(Exception):
@@ -14,6 +15,13 @@ class JaxsegError(Exception):
 
 class DataError(JaxsegError):
   """A data file or folder that cannot be used; the message names it."""
+
+
+def refuse_existing(flag: str, path, command: str) -> None:
+  """Stop before any work where ``path``, a file the command is to create, exists already: no
+  command writes over a file it did not create."""
+  if path is not None and Path(path).exists():
+    raise JaxsegError(f"{flag} {path}: exists; {command} never writes over a file")
 
 
 class ArgumentParser(argparse.ArgumentParser):

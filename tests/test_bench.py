@@ -129,6 +129,16 @@ def test_unknown_backbone_is_a_usage_error(capsys):
   assert "resnet18" in capsys.readouterr().err
 
 
+def test_an_existing_json_is_refused_before_any_work(tmp_path, capsys):
+  existing = tmp_path / "results.json"
+  existing.write_text("mine\n")
+  with pytest.raises(SystemExit) as exit_info:
+    bench.main(["--backbone", "unet", "--json", str(existing)])
+  assert exit_info.value.code == 2
+  assert f"--json {existing}: exists" in capsys.readouterr().err
+  assert existing.read_text() == "mine\n"
+
+
 def test_model_flops_count_every_tap_of_a_cpu_depthwise_kernel_gradient():
   """On a CPU a depthwise conv's kernel gradient loops over its taps, a loop whose body XLA's
   cost analysis counts once; the models' FLOPs are those of XLA's own grouped convolution."""

@@ -49,7 +49,7 @@ from jaxseg.bench.timing import turn_order
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.sources import data_splits
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
 from jaxseg.models import MODELS, build_model
 from jaxseg.run import RunFolder
 from jaxseg.training import make_loaders, save_epoch, train_and_validate
@@ -243,6 +243,7 @@ def print_row(row: dict, peers: list[str]) -> None:
 @cli
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  refuse_existing("--json", args.json, "jaxseg.bench.epoch")
   # JAX takes GPU memory as it needs it, leaving room for a torch peer in this process.
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   result = run(args)

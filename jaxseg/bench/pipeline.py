@@ -33,7 +33,7 @@ from jaxseg.data.files import read_image
 from jaxseg.data.folder import find_examples
 from jaxseg.data.masks import TARGETS, check_mask_values, target_mask
 from jaxseg.data.pipeline import Loader, import_tensorflow, tensorflow_available
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
 
 PAGE_CACHE = "warm: every file was read once before timing"
 WARM_UP = "a 2-image Loader of each kind ran first: process start-up is not timed"
@@ -230,6 +230,7 @@ def print_report(report: dict) -> None:
 @cli
 def main(argv=None) -> None:
   args = parse_args(argv)
+  refuse_existing("--json", args.json, "jaxseg.bench.pipeline")
   command = shlex.join(["python", "-m", "jaxseg.bench.pipeline",
                         *(sys.argv[1:] if argv is None else argv)])
   if args.opencv_threads is not None:

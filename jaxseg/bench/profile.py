@@ -30,7 +30,7 @@ from jaxseg.bench.peers import PeerUnavailable, load_peer
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.config import Config, enable_compilation_cache
 from jaxseg.configs import PRESETS, get_preset
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
 
 
 def thread_names() -> collections.Counter:
@@ -237,6 +237,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  refuse_existing("--json", args.json, "jaxseg.bench.profile")
   if args.steps < 1 or args.warmup < 0:
     raise JaxsegError("--steps must be at least 1, --warmup at least 0")
   # Random weights: the time of a step does not depend on their values.

@@ -42,7 +42,7 @@ from jaxseg.bench.timing import (
 )
 from jaxseg.config import COMPUTE_DTYPES, Config
 from jaxseg.data.augment import Augment
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
 from jaxseg.models import DECODERS, MODELS, build_model
 
 NO_AUGMENT = Augment(rotate_prob=0.0, hflip_prob=0.0, vflip_prob=0.0, scale_prob=0.0)
@@ -291,6 +291,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @cli
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  refuse_existing("--json", args.json, "jaxseg.bench")
   # Allocate GPU memory as needed, so that peak memory means something and a torch peer in
   # this process finds room; JAX reads it when it first touches a device.
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
