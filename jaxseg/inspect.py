@@ -32,7 +32,7 @@ from jax.extend.core import Literal
 from jaxseg.bench import steps as bench
 from jaxseg.bench.timing import compile_costs, model_flops
 from jaxseg.config import COMPUTE_DTYPES, Config, enable_compilation_cache
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
 from jaxseg.models import DECODERS, MODELS, build_model
 
 
@@ -272,8 +272,7 @@ def main(argv=None) -> list:
   args = parse_args(argv)
   if args.image_size < 32 or args.batch_size < 1:
     raise JaxsegError("--image-size must be at least 32 and --batch-size at least 1")
-  if args.png is not None and args.png.exists():
-    raise JaxsegError(f"--png {args.png}: exists; inspect never writes over a file")
+  refuse_existing("--png", args.png, "inspect")
   if args.png is not None and args.backbone != "all":
     raise JaxsegError("--png draws the side-by-side table: use it with --backbone all")
   enable_compilation_cache()

@@ -239,8 +239,12 @@ def _interrupts_deferred():
     yield
   finally:
     signal.signal(signal.SIGINT, previous)
-    if received:
-      signal.raise_signal(signal.SIGINT)  # to the handler it was meant for
+    if received and callable(previous):
+      # Called here, not raised as a signal: a signal's handler runs at whatever Python code
+      # runs next, and where that is a finaliser its KeyboardInterrupt is lost.
+      previous(signal.SIGINT, None)
+    elif received and previous == signal.SIG_DFL:
+      signal.raise_signal(signal.SIGINT)
 
 
 @contextlib.contextmanager

@@ -81,6 +81,16 @@ def test_png_draws_rows(tmp_path):
   assert cv2.imread(str(path)) is not None
 
 
+def test_existing_png_is_refused_and_kept(tmp_path, capsys):
+  path = tmp_path / "models.png"
+  path.write_bytes(b"a user's file")
+  with pytest.raises(SystemExit) as exit_info:
+    inspect.main(["--backbone", "all", "--png", str(path)])
+  assert exit_info.value.code == 2
+  assert f"--png {path}: exists" in capsys.readouterr().err
+  assert path.read_bytes() == b"a user's file"
+
+
 @pytest.mark.parametrize("argv, message", [
   (["--backbone", "unet", "--png", "x.png"], "--backbone all"),
   (["--image-size", "16"], "--image-size"),
