@@ -27,6 +27,7 @@ from jaxseg.data.augment import Augment, augment_batch
 from jaxseg.errors import JaxsegError
 from jaxseg.losses import soft_jaccard_loss
 from jaxseg.metrics import confusion_counts
+from jaxseg.models.layers import assign
 
 
 @flax.struct.dataclass
@@ -129,8 +130,8 @@ def with_moments(model: Model, state: TrainState, sums, count) -> TrainState:
   network = nnx.merge(model.statistics_graph, state.params, state.model_state, copy=True)
   for norm, (mean_sum, square_sum) in zip(_trained_norms(network), sums, strict=True):
     mean = mean_sum / count
-    norm.mean[...] = mean
-    norm.var[...] = jnp.maximum(square_sum / count - jnp.square(mean), 0.0)
+    assign(norm.mean, mean)
+    assign(norm.var, jnp.maximum(square_sum / count - jnp.square(mean), 0.0))
   return state.replace(model_state=nnx.split(network, nnx.Param, ...)[2])
 
 

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 from flax import nnx
+from jax._src import core
 
 from jaxseg.config import Config
 from jaxseg.data.folder import find_examples
@@ -62,3 +63,21 @@ def test_statistics_use_the_same_whole_batches_every_epoch(tmp_path):
   in_file_order = np.concatenate([images for images, _ in
                                   train_loader.epoch(shuffle=False, drop_remainder=True)])
   assert not np.array_equal(np.concatenate(first), in_file_order[:2 * BATCH])  # mixed kinds
+
+
+def test_tracing_the_steps_never_asks_a_traced_value_for_its_sharding(monkeypatch):
+  """Flax's ``variable[...] = value`` asks, and the error a traced value answers with walks
+  the whole trace so far: 40% of tracing a DenseNet121 train step. BatchNorm's updates and the
+  statistics pass assign through `jaxseg.models.layers.assign` instead. (Dropout's key counter
+  still asks, a few times a step; without dropout here.)"""
+  asked = []
+  sharding = core.Tracer.sharding
+  monkeypatch.setattr(core.Tracer, "sharding",
+                      property(lambda tracer: asked.append(tracer) or sharding.fget(tracer)))
+  rng = np.random.default_rng(2)
+  images = rng.integers(0, 256, (2 * BATCH, 16, 16, 3)).astype(np.uint8)
+  _, steps, state = tiny_model(dropout=0.0)
+  batch = steps.batch(*batches(images)[0])
+  steps.train.lower(state, *batch, jax.random.key(0))
+  steps.recompute_statistics(state, batches(images))
+  assert not asked
