@@ -243,8 +243,8 @@ def _interrupts_deferred():
       # Called here, not raised as a signal: a signal's handler runs at whatever Python code
       # runs next, and where that is a finaliser its KeyboardInterrupt is lost.
       previous(signal.SIGINT, None)
-    elif received and previous == signal.SIG_DFL:
-      signal.raise_signal(signal.SIGINT)
+    elif received and previous != signal.SIG_IGN:
+      signal.raise_signal(signal.SIGINT)  # the default action, or a handler set outside Python
 
 
 @contextlib.contextmanager
