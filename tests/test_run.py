@@ -36,8 +36,16 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
   assert int(restored.step) == 7
 
 
-def test_ctrl_c_during_a_save_stops_after_it(tmp_path, monkeypatch):
-  state = placed_state(seed=1)
+@pytest.fixture
+def ctrl_c_handler():
+  """Sets SIGINT's handler for the test and puts back the one this process had: a process a
+  shell starts in the background begins with SIGINT ignored."""
+  previous = signal.getsignal(signal.SIGINT)
+  yield lambda handler: signal.signal(signal.SIGINT, handler)
+  signal.signal(signal.SIGINT, previous)
+
+
+def interrupt_saves(monkeypatch):
   save = ocp.CheckpointManager.save
 
   def interrupted_save(manager, *args, **kwargs):
@@ -45,6 +53,12 @@ def test_ctrl_c_during_a_save_stops_after_it(tmp_path, monkeypatch):
     return save(manager, *args, **kwargs)
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", interrupted_save)
+
+
+def test_ctrl_c_during_a_save_stops_after_it(tmp_path, monkeypatch, ctrl_c_handler):
+  ctrl_c_handler(signal.default_int_handler)
+  interrupt_saves(monkeypatch)
+  state = placed_state(seed=1)
   run = RunFolder(tmp_path / "run")
   with pytest.raises(KeyboardInterrupt):
     run.save("latest", 3, state, {"epoch": 3})
@@ -53,6 +67,16 @@ def test_ctrl_c_during_a_save_stops_after_it(tmp_path, monkeypatch):
   run.close()
   assert meta["epoch"] == 3
   np.testing.assert_array_equal(*(np.asarray(jax.tree.leaves(s)[0]) for s in (state, restored)))
+
+
+def test_an_ignored_ctrl_c_stays_ignored_through_a_save(tmp_path, monkeypatch, ctrl_c_handler):
+  ctrl_c_handler(signal.SIG_IGN)
+  interrupt_saves(monkeypatch)
+  run = RunFolder(tmp_path / "run")
+  run.save("latest", 3, placed_state(seed=1), {"epoch": 3})
+  run.close()
+  assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+  assert run.has_checkpoint("latest")
 
 
 def test_a_checkpoint_holds_the_state_as_saved_while_training_goes_on(tmp_path):
