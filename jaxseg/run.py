@@ -239,12 +239,8 @@ def _interrupts_deferred():
     yield
   finally:
     signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-      # Called here, not raised as a signal: a signal's handler runs at whatever Python code
-      # runs next, and where that is a finaliser its KeyboardInterrupt is lost.
-      previous(signal.SIGINT, None)
-    elif received and previous != signal.SIG_IGN:
-      signal.raise_signal(signal.SIGINT)  # the default action, or a handler set outside Python
+    if received:
+      signal.raise_signal(signal.SIGINT)  # to the handler it was meant for
 
 
 @contextlib.contextmanager
