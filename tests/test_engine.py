@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 from flax import nnx
-from jax._src import core
 
 from jaxseg.config import Config
 from jaxseg.data.folder import find_examples
@@ -71,8 +70,8 @@ def test_tracing_the_steps_never_asks_a_traced_value_for_its_sharding(monkeypatc
   statistics pass assign through `jaxseg.models.layers.assign` instead. (Dropout's key counter
   still asks, a few times a step; without dropout here.)"""
   asked = []
-  sharding = core.Tracer.sharding
-  monkeypatch.setattr(core.Tracer, "sharding",
+  sharding = jax.core.Tracer.sharding
+  monkeypatch.setattr(jax.core.Tracer, "sharding",
                       property(lambda tracer: asked.append(tracer) or sharding.fget(tracer)))
   rng = np.random.default_rng(2)
   images = rng.integers(0, 256, (2 * BATCH, 16, 16, 3)).astype(np.uint8)
