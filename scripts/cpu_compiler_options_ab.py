@@ -12,13 +12,14 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import jax
 
 from jaxseg import engine, flags
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.configs import get_preset
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
 from jaxseg.models.backbones import ENCODERS
 
 
@@ -42,10 +43,11 @@ def main(argv=None) -> None:
   parser = ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("backbones", nargs="+", choices=["unet", *ENCODERS])
   parser.add_argument("--rounds", type=int, default=8)
-  parser.add_argument("--json", required=True)
+  parser.add_argument("--json", type=Path, required=True)
   args = parser.parse_args(argv)
-  if os.path.exists(args.json):
-    raise JaxsegError(f"--json {args.json}: exists; give a new file")
+  refuse_existing("--json", args.json, "cpu_compiler_options_ab.py")
+  if args.rounds < 1:
+    raise JaxsegError(f"--rounds {args.rounds}: must be at least 1")
   result = {"options": engine.compiler_options(), "jax": jax.__version__, "steps": {}}
   for backbone in args.backbones:
     config = flags.apply(get_preset("quick"), {"backbone": backbone, "decoder": "smp",
@@ -69,6 +71,7 @@ def main(argv=None) -> None:
       print(f"{backbone} {name}: default {1e3 * statistics.median(seconds['default']):.0f} ms, "
             f"options {1e3 * statistics.median(seconds['options']):.0f} ms, ratio "
             f"{statistics.median(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}]", flush=True)
+  args.json.parent.mkdir(parents=True, exist_ok=True)
   with open(args.json, "x") as file:
     json.dump(result, file, indent=2)
 

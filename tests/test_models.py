@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -266,6 +268,23 @@ def test_pointwise_conv_as_matmul_computes_the_conv_and_its_gradients(strides, p
   x = jax.random.normal(jax.random.key(2), (2, *size, 6))
   assert layer(x).shape == reference(x).shape and layer(x).dtype == dtype
   assert_same_outputs_and_gradients(layer, reference, x, dtype)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_pointwise_conv_and_its_gradients_are_two_dimensional_matmuls(strides):
+  """Forward and backward, every matmul of a 1x1 conv on a CPU multiplies pixels by channels
+  as a 2-D matrix: XLA's CPU backend runs a 4-D einsum's gradients far slower (change 18 of
+  docs/cpu-performance.md)."""
+  layer = conv(6, 5, 1, strides=strides, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(2), (2, 11, 10, 6))
+  graphdef, variables = nnx.split(layer)
+  loss = lambda variables, x: jnp.sum(jnp.sin(nnx.merge(graphdef, variables)(x)))
+  program = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(variables, x).as_text()
+  dots = [line for line in program.splitlines() if "dot_general" in line]
+  assert len(dots) == 3  # forward, input gradient, kernel gradient
+  for line in dots:
+    shapes = re.findall(r"tensor<([\dx]+)xf32>", line)
+    assert len(shapes) == 3 and all(shape.count("x") == 1 for shape in shapes), line
 
 
 @pytest.mark.parametrize("kernel_size, strides, padding, size, dtype", [
