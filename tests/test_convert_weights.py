@@ -1,4 +1,4 @@
-"""tools/convert_weights.py on weight files like Keras's ImageNet downloads, and loading its output.
+"""python -m jaxseg.convert_weights on weight files like Keras's ImageNet downloads, and loading its output.
 
 Keras's downloads (``*_notop.h5``) are legacy HDF5 files, which Keras 3 loads by layer order,
 not by name; the tests write random weights in that format and read them as users' files are
@@ -32,7 +32,7 @@ KERAS_FILES = {"mobilenet": "mobilenet_1_0_224_tf_no_top.h5",
 
 
 def convert(*args):
-  return subprocess.run([sys.executable, "tools/convert_weights.py", *map(str, args)], cwd=REPO,
+  return subprocess.run([sys.executable, "-m", "jaxseg.convert_weights", *map(str, args)], cwd=REPO,
                         capture_output=True, text=True, timeout=600,
                         env={**os.environ, "KERAS_BACKEND": "jax"})
 
@@ -103,7 +103,7 @@ def test_file_of_another_encoder_is_one_line_and_exit_2(keras_files, tmp_path):
 def test_missing_imagenet_weights_warn_and_train_from_random(tmp_path):
   encoder = create_encoder("mobilenet", rngs=nnx.Rngs(0))
   config = Config(backbone="mobilenet", cache_dir=str(tmp_path / "empty-cache"))
-  with pytest.warns(UserWarning, match="tools/convert_weights.py --backbone mobilenet"):
+  with pytest.warns(UserWarning, match="python -m jaxseg.convert_weights --backbone mobilenet"):
     load_encoder_weights(encoder, config)
   assert "random initialisation" in describe_weights(config)
 

@@ -1,6 +1,5 @@
-"""tools/dataset_report.py on a tiny data set whose answers are known by construction."""
+"""python -m jaxseg.dataset_report on a tiny data set whose answers are known by construction."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,10 +10,7 @@ import pytest
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("dataset_report", REPO / "tools/dataset_report.py")
-report_tool = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report_tool)
+from jaxseg import dataset_report as report_tool
 
 SIZE = 64
 GLASS = (230, 230, 230)  # saturation 0

@@ -109,9 +109,8 @@ def test_otsu_opening_removes_specks():
 # The make_masks tool.
 
 def make_masks(*args):
-  # PYTHONPATH: a script's folder (tools/) is first on its path, not this checkout's jaxseg.
   return subprocess.run(
-    [sys.executable, "tools/make_masks.py", *map(str, args)],
+    [sys.executable, "-m", "jaxseg.make_masks", *map(str, args)],
     cwd=REPO, capture_output=True, text=True, timeout=120,
     env={**os.environ, "PYTHONPATH": str(REPO)},
   )

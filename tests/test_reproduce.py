@@ -1,7 +1,6 @@
-"""experiments/reproduce.py on tiny images: tables equal to the runs' summaries, seeds share a
+"""python -m jaxseg.reproduce on tiny images: tables equal to the runs' summaries, seeds share a
 split, reruns skip."""
 
-import importlib.util
 import json
 import statistics
 from pathlib import Path
@@ -10,18 +9,11 @@ import pytest
 
 from jaxseg.config import Config
 from jaxseg.data.synthetic import write_synthetic
+from jaxseg import reproduce
 from jaxseg.errors import JaxsegError
 
-SCRIPT = Path(__file__).parents[1] / "experiments" / "reproduce.py"
 METHODS, TARGETS = ("unet", "mobilenet"), ("cytoplasm", "nuclei")
 SEEDED = ("unet", "nuclei")  # run with seeds 0 and 1
-
-
-def load_script():
-  spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def reproduced(tmp_path_factory):
           "--image-size", "32", "--batch-size", "2", "--unet-filters", "4", "--loader", "plain",
           "--weights", "none", "--cache-dir", str(root / "cache"), "--seeds", "2",
           "--seeded", "-".join(SEEDED)]
-  script = load_script()
+  script = reproduce
   script.main(argv)
   return script, argv, out
 

@@ -1,7 +1,7 @@
 """The paper's mask making (section 2.2): grayscale, Otsu threshold, erosion then dilation.
 
 This is the classical baseline: the paper trains its U-Nets on these masks, and
-`tools/make_masks.py` scores them against hand-drawn masks where those exist, so that a
+`python -m jaxseg.make_masks` scores them against hand-drawn masks where those exist, so that a
 trained model can be set beside the method that made its labels.
 """
 

@@ -53,7 +53,7 @@ def decode_example(example: Example, *, image_size: int, target: str, enhancemen
   """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair.
 
   With ``labels="otsu"`` the mask is made from the full-size image by the paper's rule, as
-  tools/make_masks.py makes it, instead of read from the data set.
+  python -m jaxseg.make_masks makes it, instead of read from the data set.
   """
   image, mask = read_example(example)
   size = (image_size, image_size)

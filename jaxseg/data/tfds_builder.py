@@ -2,7 +2,7 @@
 
 Prepare the records once from a folder (README's format), then train from them:
 
-  python -m jaxseg.data.tfds_builder FOLDER --tfds-dir DIR
+  python -m jaxseg.build_tfds FOLDER --tfds-dir DIR
   python -m jaxseg.train --data tfds:cervical_cytology --tfds-dir DIR
 
 Images and masks are stored as PNG, lossless, so the records hold the very pixels of the
@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from jaxseg.data.files import Encoded
 from jaxseg.data.folder import Example, Splits, train_test_examples, with_validation
 from jaxseg.data.pipeline import import_tensorflow, read_example
-from jaxseg.errors import ArgumentParser, DataError, cli
+from jaxseg.errors import DataError
 
 NAME = "cervical_cytology"
 # The test split fixed in the records: the paper's 80/20, as `split_dataset` draws it for seed 0.
@@ -45,7 +45,7 @@ class CervicalCytology(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     # DatasetInfo itself, not dataset_info_from_configs: no metadata files to find beside this
-    # module, which `python -m` runs as __main__.
+    # module.
     return tfds.core.DatasetInfo(
       builder=self,
       description=self.__doc__,
@@ -95,7 +95,7 @@ def tfds_splits(name: str, data_dir, *, manual_dir=None, val_fraction: float,
     builder = _builder(name, data_dir)
     if not builder.is_prepared():
       raise DataError(f"{builder.data_dir}: no {name} records; prepare them with "
-                      f"python -m jaxseg.data.tfds_builder FOLDER --tfds-dir {data_dir}")
+                      f"python -m jaxseg.build_tfds FOLDER --tfds-dir {data_dir}")
   features = set(builder.info.features.keys())
   if not {"image", "mask", "name"} <= features:
     raise DataError(f"tfds:{name} has features {sorted(features)}; expected image, mask and name")
@@ -122,19 +122,3 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str) -> list[Example]:
     examples.append(Example(name, Encoded(f"{name} image {where}", record["image"]),
                             Encoded(f"{name} mask {where}", record["mask"])))
   return examples
-
-
-@cli
-def main(argv=None) -> None:
-  parser = ArgumentParser(prog="python -m jaxseg.data.tfds_builder",
-                          description="Write TFRecords of a folder-format data set.")
-  parser.add_argument("folder", type=Path, help="DATA/images + DATA/masks, or DATA/train + test")
-  parser.add_argument("--tfds-dir", required=True, help="TFDS data dir to write the records into")
-  args = parser.parse_args(argv)
-  builder = prepare(NAME, args.tfds_dir, args.folder)
-  print(f"jaxseg: {builder.data_dir}: " + ", ".join(
-    f"{split} {info.num_examples} images" for split, info in builder.info.splits.items()))
-
-
-if __name__ == "__main__":
-  main()

@@ -83,7 +83,7 @@ def load_encoder_weights(encoder, config) -> None:
         f"no converted ImageNet weights for {config.backbone} at "
         f"{imagenet_weights_path(config.cache_path, config.backbone)}; training from random "
         f"initialisation. To get them, on a machine with network access run: "
-        f"python tools/convert_weights.py --backbone {config.backbone}",
+        f"python -m jaxseg.convert_weights --backbone {config.backbone}",
         stacklevel=2,
       )
     return

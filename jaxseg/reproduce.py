@@ -1,4 +1,4 @@
-"""Reproduce the paper's Tables 1 and 2, Figures 2 and 4: ``python experiments/reproduce.py --data synthetic``.
+"""Reproduce the paper's Tables 1 and 2, Figures 2 and 4: ``python -m jaxseg.reproduce --data synthetic``.
 
 Trains a U-Net for each method (the plain one and each pretrained encoder) and target, each in
 its own run folder OUT/runs/<method>-<target>; the ``--seeded`` ones again with other seeds
@@ -67,7 +67,7 @@ COST_COLUMNS = ("Dice sd (seeds)", "Variables (M)", "GFLOPs / image", "Train ima
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = ArgumentParser(prog="python experiments/reproduce.py", description=__doc__)
+  parser = ArgumentParser(prog="python -m jaxseg.reproduce", description=__doc__)
   parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
   parser.add_argument("--methods", default=",".join(MODELS),
                       help=f"comma-separated, of: {','.join(MODELS)}")
@@ -259,7 +259,7 @@ def main(argv=None) -> None:
   chosen = args.figure_method or best_method(rows)
   figure(args.out, chosen, targets)
   enhancement_figure(args.out, results)
-  record = {"command": " ".join(["python experiments/reproduce.py", *argv]),
+  record = {"command": " ".join(["python -m jaxseg.reproduce", *argv]),
             "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "machine": f"{platform.platform()}, {cpu_model()}", "versions": versions(),
             "figure_method": chosen, "methods": rows, "runs": results}

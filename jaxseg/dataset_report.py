@@ -1,6 +1,6 @@
 """How hard a segmentation data set is: class shares, cells, nuclei, and label-free baselines.
 
-  python tools/dataset_report.py DATA [--json] [--plot PNG]
+  python -m jaxseg.dataset_report DATA [--json] [--plot PNG]
 
 DATA is a folder data set (DATA/images, DATA/masks, or DATA/train and DATA/test) or
 `synthetic` (the built-in set of --num-images images, from the shared cache). It prints:
@@ -52,7 +52,7 @@ BASELINE_NAMES = {
 
 
 def parse_args(argv):
-  parser = ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(prog="python -m jaxseg.dataset_report", description=__doc__.splitlines()[0])
   parser.add_argument("data", help="a folder data set, or 'synthetic' (the built-in set)")
   parser.add_argument("--num-images", type=int, default=quick.get_config().num_images,
                       help="synthetic images (default: the quick preset's)")

@@ -1,6 +1,6 @@
 """Convert a Keras application's ImageNet weights into a jaxseg weights file (.npz).
 
-  python tools/convert_weights.py --backbone NAME [--keras-weights FILE] [--out PATH]
+  python -m jaxseg.convert_weights --backbone NAME [--keras-weights FILE] [--out PATH]
 
 Without --keras-weights, Keras downloads its ImageNet weights (network access needed); with
 it, FILE is a weights file that the Keras application loads, such as Keras's own download
@@ -35,7 +35,7 @@ TOLERANCE = 1e-4  # largest feature difference, relative to the largest Keras fe
 
 
 def parse_args(argv):
-  parser = ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(prog="python -m jaxseg.convert_weights", description=__doc__.splitlines()[0])
   parser.add_argument("--backbone", required=True, help=", ".join(ENCODERS))
   parser.add_argument("--keras-weights", type=Path, metavar="FILE",
                       help="Keras weights file (default: Keras downloads the ImageNet weights)")

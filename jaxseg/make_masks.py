@@ -1,6 +1,6 @@
 """Make the paper's Otsu masks for a folder of images, and score them against true masks.
 
-  python tools/make_masks.py IMAGES OUT [--target cytoplasm|nuclei] [--truth MASKS]
+  python -m jaxseg.make_masks IMAGES OUT [--target cytoplasm|nuclei] [--truth MASKS]
 
 Writes OUT/<name>.png for every image, 0 background and 255 target (the binary mask format
 that training reads), never over an image, a true mask, or a file it did not write (see
@@ -25,7 +25,7 @@ from jaxseg.outputs import OutputFolder
 
 
 def parse_args(argv):
-  parser = ArgumentParser(description=__doc__.splitlines()[0])
+  parser = ArgumentParser(prog="python -m jaxseg.make_masks", description=__doc__.splitlines()[0])
   parser.add_argument("images", type=Path, help="folder of images")
   parser.add_argument("out", type=Path,
                       help="folder for the masks, made if missing; not IMAGES nor --truth, and "
