@@ -179,8 +179,8 @@ def test_version_1_is_still_made_and_an_unknown_version_refused():
   np.testing.assert_array_equal(image, again)
   assert not np.array_equal(image, synthetic.generate_sample(0, 0, SIZE)[0])
   assert set(np.unique(mask).tolist()) == {BACKGROUND, CYTOPLASM, NUCLEUS}
-  with pytest.raises(DataError, match="synthetic_version 3"):
-    synthetic.generate_sample(0, 0, SIZE, version=3)
+  with pytest.raises(DataError, match="synthetic_version 4"):
+    synthetic.generate_sample(0, 0, SIZE, version=4)
 
 
 @pytest.mark.parametrize("size", [96, 400])

@@ -22,13 +22,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg.data.synthetic import v1, v2
+from jaxseg.data.synthetic import v1, v2, v3
+from jaxseg.data.synthetic.draw import Drawn
 from jaxseg.errors import DataError
 
 KINDS = ("hsil", "lsil", "nsil")
 PAPER_COUNTS = {"hsil": 124, "lsil": 61, "nsil": 234}
 PAPER_SIZE = 1130
-GENERATORS = {1: v1.sample, 2: v2.sample}
+GENERATORS = {1: v1.sample, 2: v2.sample, 3: v3.sample}
+# The versions that say where each object lies (jaxseg.data.shortcuts measures them).
+OBJECT_GENERATORS = {2: v2.sample_objects, 3: v3.sample_objects}
 LATEST_VERSION = 2
 
 # Random streams: the kind order and each image draw from their own seed sequences.
@@ -65,6 +68,17 @@ def generate_sample(seed: int, index: int, size: int = PAPER_SIZE,
   """Image ``index`` of the set of ``seed``: (RGB uint8 HxWx3, class mask uint8 HxW)."""
   check_version(version)
   return GENERATORS[version]((seed, _IMAGE_STREAM, index), kind_of(index, seed), size)
+
+
+def generate_objects(seed: int, index: int, size: int = PAPER_SIZE,
+                     version: int = LATEST_VERSION) -> tuple[np.ndarray, np.ndarray, list[Drawn]]:
+  """`generate_sample`'s image and mask, and a `Drawn` for each cell, bare nucleus, neutrophil
+  and red blood cell in it: where each lies, and what it is."""
+  check_version(version)
+  if version not in OBJECT_GENERATORS:
+    raise DataError(f"synthetic_version {version}: records no objects; choose from "
+                    f"{', '.join(map(str, OBJECT_GENERATORS))}")
+  return OBJECT_GENERATORS[version]((seed, _IMAGE_STREAM, index), kind_of(index, seed), size)
 
 
 def write_synthetic(

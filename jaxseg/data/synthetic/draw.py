@@ -5,10 +5,27 @@ Lengths are pixels; ``scale`` is pixels of this image per pixel of a 1130-pixel 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import cv2
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Drawn:
+  """Where one drawn object lies, to measure how it was drawn (jaxseg.data.shortcuts).
+
+  ``box`` is its (rows, columns) slices of the image; ``body`` and ``nucleus`` are 0/1 patches
+  of the box: all of the object (for a bare nucleus, version 3 gives the cell it lost), and its
+  nucleus or lobes (empty where it has none). ``kind`` says what it is: 'cell' (labelled),
+  'bare nucleus', 'neutrophil' or 'red cell'.
+  """
+
+  kind: str
+  box: tuple[slice, slice]
+  body: np.ndarray
+  nucleus: np.ndarray
 
 
 def ellipse_points(rng, centre, radii, angles, reach):
@@ -60,6 +77,27 @@ def fill(shape, polygon, origin):
   points = np.round((polygon - origin) * 16).astype(np.int32)  # shift=4: 1/16-pixel vertices
   cv2.fillPoly(patch, [points], 1, cv2.LINE_8, shift=4)
   return patch
+
+
+def discs(kind, size, centre, radius, lobes=()):
+  """The `Drawn` of a disc drawn by cv2.circle at ``centre`` and ``radius`` (pixels) in an
+  image of ``size``, with ``lobes``, (centre, radius) pairs, as its nucleus; None if outside."""
+  reach = max([radius] + [np.abs(point - centre).max() + width for point, width in lobes])
+  found = box(np.array([centre - reach, centre + reach]), 1, size)
+  if found is None:
+    return None
+  origin = np.array([found[1].start, found[0].start])
+  shape = (found[0].stop - found[0].start, found[1].stop - found[1].start)
+  body, nucleus = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+  cv2.circle(body, _local(centre, origin), radius, 1, -1)
+  for point, width in lobes:
+    cv2.circle(nucleus, _local(point, origin), width, 1, -1)
+  return Drawn(kind, found, body, nucleus)
+
+
+def _local(point, origin):
+  """The pixel `pixel` gives ``point``, in a patch whose corner is at ``origin``."""
+  return tuple(int(value) for value in np.subtract(pixel(point), origin))
 
 
 def odd_width(pixels, scale):

@@ -16,6 +16,7 @@ distance transform of its own cell's polygon leaves room for it, so it always li
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class _CellType:
   fold_chance: float = 0.0
   cavity_chance: float = 0.0  # koilocytes
   binucleate_chance: float = 0.0
+  nuclei: int = 2  # where not one (chance binucleate_chance): 2, a neutrophil's lobes, or none
 
 
 _TYPES = {
@@ -141,6 +143,20 @@ class _Cell:
 def sample(words: tuple[int, ...], kind: str, size: int,
            lookalikes: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """The image of random seed ``words`` and ``kind``: (RGB uint8 HxWx3, class mask uint8 HxW)."""
+  image, mask, _ = sample_objects(words, kind, size, lookalikes)
+  return image, mask
+
+
+def sample_objects(words: tuple[int, ...], kind: str, size: int,
+                   lookalikes: bool = True) -> tuple[np.ndarray, np.ndarray, list[draw.Drawn]]:
+  """`sample`'s image and mask, and where each cell, bare nucleus, neutrophil and red blood
+  cell was drawn (a `draw.Drawn` each), to measure how each kind is drawn."""
+  return _render(words, kind, size, lookalikes, _Style(), _lookalikes)
+
+
+def _render(words, kind, size, lookalikes, style, draw_lookalikes):
+  """`sample_objects` with each cell drawn in ``style`` (a `_Style`), and the look-alikes by
+  ``draw_lookalikes``, which `_lookalikes` shows: version 3 passes its own."""
   rng = np.random.default_rng([*words, _CELLS])
   px = PIXELS_PER_UM * size / PAPER_SIZE * rng.uniform(0.7, 1.3)  # the magnification
   stains = _stain_batch(rng)
@@ -148,12 +164,14 @@ def sample(words: tuple[int, ...], kind: str, size: int,
   density = _film(extras, size, px, stains, mucus=lookalikes)
   mask = np.zeros((size, size), np.uint8)
   cells = _lay_out_cells(rng, _KINDS[kind], size, px)
-  for cell in cells:
-    _paint_cell(density, mask, rng, cell, px, stains)
+  objects = [_paint_cell(density, mask, rng, cell, px, stains, style) for cell in cells]
   if lookalikes:
-    density += _lookalikes(extras, _KINDS[kind], cells, size, px, stains)
+    lookalike_density, drawn = draw_lookalikes(extras, _KINDS[kind], cells, size, px, stains)
+    density += lookalike_density
+    objects += drawn
   optics = np.random.default_rng([*words, _OPTICS])
-  return draw.photograph(density, optics, size, size / PAPER_SIZE, _glass(optics)), mask
+  image = draw.photograph(density, optics, size, size / PAPER_SIZE, _glass(optics))
+  return image, mask, [drawn for drawn in objects if drawn is not None]
 
 
 def _stain_batch(rng) -> _Stains:
@@ -246,22 +264,36 @@ def _outline(rng, cell_type, centre, diameter):
   return draw.wobbly_outline(rng, centre, radii, 0.15 if cell_type.outline == "round" else 0.7)
 
 
-def _paint_cell(density, mask, rng, cell, px, stains):
-  """Add one cell's optical density to ``density`` and its classes to ``mask``."""
+class _Style:
+  """How every cell's nucleus and edge are drawn: fixed here; version 3 draws them per cell."""
+
+  def rim(self, px):
+    """Cytoplasm left round every nucleus, pixels."""
+    return max(0.5 * px, 2.0)
+
+  def edge(self, inside, px):
+    """Relative stain added towards the cell's edge, ``inside`` being the distance from it."""
+    return 0.6 * np.exp(-inside / max(1.2 * px, 0.5))  # stands out on pale cells
+
+
+def _paint_cell(density, mask, rng, cell, px, stains, style=_Style(),
+                kind="cell") -> draw.Drawn | None:
+  """Add one cell's optical density to ``density`` and its classes to ``mask`` (None: an
+  unlabelled look-alike); return where it lies, as ``kind``, or None where it is off the image."""
   cell_type = cell.type
   outline = _outline(rng, cell_type, cell.centre, cell.diameter)
-  box = draw.box(outline, int(3 * cell.focus) + 2, mask.shape[0])
+  box = draw.box(outline, int(3 * cell.focus) + 2, density.shape[0])
   if box is None:
-    return
+    return None
   origin = np.array([box[1].start, box[0].start])
   shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
   cytoplasm = draw.fill(shape, outline, origin)
   if not cytoplasm.any():
-    return
+    return None
   inside = cv2.distanceTransform(cytoplasm, cv2.DIST_L2, 3)
-  rim = max(0.5 * px, 2.0)  # cytoplasm left round every nucleus
+  rim = style.rim(px)  # cytoplasm left round every nucleus
 
-  thickness = _cytoplasm_thickness(rng, cell_type, cytoplasm, inside, px)
+  thickness = _cytoplasm_thickness(rng, cell_type, cytoplasm, inside, px, style)
   room = inside
   if rng.random() < cell_type.cavity_chance:
     cavity = _cavity(rng, inside, cell.diameter, rim)
@@ -277,8 +309,8 @@ def _paint_cell(density, mask, rng, cell, px, stains):
                                        cell_type.irregularity)
     nucleus = draw.fill(shape, nucleus_outline, origin) & (inside >= rim).astype(np.uint8)
   else:
-    nuclei = 2 if rng.random() < cell_type.binucleate_chance else 1
-    nucleus_diameter = rng.uniform(*cell_type.nucleus) * px * (0.8 if nuclei == 2 else 1)
+    nuclei = cell_type.nuclei if rng.random() < cell_type.binucleate_chance else 1
+    nucleus_diameter = rng.uniform(*cell_type.nucleus) * px * (0.8 if nuclei > 1 else 1)
     centres = []
     for _ in range(nuclei):
       placed = _place_nucleus(rng, room, nucleus_diameter, cell_type.irregularity, rim, centres)
@@ -298,18 +330,20 @@ def _paint_cell(density, mask, rng, cell, px, stains):
   if cell.focus > 0.7:  # finer blur than the optics' own is not worth its time
     cell_density = draw.blur(cell_density, cell.focus)
   density[box] += cell_density
-  region = mask[box]
-  region[(cytoplasm == 1) & (region == BACKGROUND)] = CYTOPLASM
-  region[nucleus == 1] = NUCLEUS
+  if mask is not None:
+    region = mask[box]
+    region[(cytoplasm == 1) & (region == BACKGROUND)] = CYTOPLASM
+    region[nucleus == 1] = NUCLEUS
+  return draw.Drawn(kind, box, cytoplasm, nucleus)
 
 
-def _cytoplasm_thickness(rng, cell_type, cytoplasm, inside, px):
+def _cytoplasm_thickness(rng, cell_type, cytoplasm, inside, px, style):
   """Relative stain over the cell: mottled, denser towards the curled edge, maybe a fold."""
   shape = cytoplasm.shape
   fine_grid = tuple(max(side // max(int(1.5 * px), 1), 2) for side in shape)
   thickness = draw.smooth_noise(rng, shape, (4, 4), 0.25)
   thickness *= draw.smooth_noise(rng, shape, fine_grid, 0.15, cv2.INTER_LINEAR)
-  thickness += 0.6 * np.exp(-inside / max(1.2 * px, 0.5))  # the edge: stands out on pale cells
+  thickness += style.edge(inside, px)
   if rng.random() < cell_type.fold_chance:
     thickness += 0.8 * draw.fold(rng, shape, px / PIXELS_PER_UM)
   return thickness * cytoplasm * rng.uniform(*cell_type.cytoplasm)
@@ -379,36 +413,26 @@ def _add_nucleus(cell_density, rng, cell_type, nucleus, colour, px):
 
 # Look-alikes: image only, never the mask -----------------------------------------------------
 
-def _lookalikes(rng, kind: _Kind, cells, size, px, stains) -> np.ndarray:
-  """Optical density of what is not a labelled cell (see the module's docstring)."""
+def _lookalikes(rng, kind: _Kind, cells, size, px, stains) -> tuple[np.ndarray, list]:
+  """Optical density of what is not a labelled cell (see the module's docstring), and where
+  its bare nuclei, neutrophils and red blood cells lie."""
   density = np.zeros((size, size, 3), np.float32)
-  centres = [cell.centre for cell in cells]
-
-  def spot(over_cells):
-    """Anywhere, or (with chance ``over_cells``) on a cell."""
-    if centres and rng.random() < over_cells:
-      return centres[rng.integers(len(centres))] + rng.normal(0, 8 * px, 2)
-    return rng.uniform(0, size, 2)
-
-  _red_cells(density, rng, spot, px)
+  spot = functools.partial(_spot, rng, [cell.centre for cell in cells], size, px)
+  drawn = _red_cells(density, rng, spot, px)
   _bacteria(density, rng, spot, px, stains)
   if rng.random() < 0.15:
     _candida(density, rng, size, px)
   for _ in range(rng.poisson(kind.bare_nuclei)):
-    _bare_nucleus(density, rng, spot(0.2), px, stains)
-  _neutrophils(density, rng, spot, px, stains)
-  return density
+    drawn.append(_bare_nucleus(density, rng, spot(0.2), px, stains))
+  drawn += _neutrophils(density, rng, spot, px, stains)
+  return density, drawn
 
 
-def _red_cells(density, rng, spot, px):
-  """Red blood cells, 7-8 um biconcave discs (pale centre), few or, in bloody smears, sheets."""
-  bloody = rng.random() < 0.25
-  for _ in range(rng.poisson(1.5) if bloody else rng.poisson(0.2)):  # sheets
-    centre, spread = spot(0.3), rng.uniform(6, 20) * px
-    for point in centre + rng.normal(0, spread, (rng.integers(10, 60), 2)):
-      _red_cell(density, rng, point, px)
-  for _ in range(rng.poisson(15 if bloody else 3)):
-    _red_cell(density, rng, spot(0.3), px)
+def _spot(rng, centres, size, px, over_cells):
+  """Anywhere, or (with chance ``over_cells``) on a cell of those at ``centres``."""
+  if centres and rng.random() < over_cells:
+    return centres[rng.integers(len(centres))] + rng.normal(0, 8 * px, 2)
+  return rng.uniform(0, size, 2)
 
 
 def _red_cell(density, rng, centre, px):
@@ -417,6 +441,21 @@ def _red_cell(density, rng, centre, px):
   cv2.circle(density, draw.pixel(centre), draw.width(radius, 1), colour.tolist(), -1, cv2.LINE_AA)
   cv2.circle(density, draw.pixel(centre), draw.width(radius * 0.5, 1), (colour * 0.8).tolist(),
              -1, cv2.LINE_AA)
+  return draw.discs("red cell", density.shape[0], centre, draw.width(radius, 1))
+
+
+def _red_cells(density, rng, spot, px, paint=_red_cell):
+  """Red blood cells, 7-8 um biconcave discs (pale centre), few or, in bloody smears, sheets;
+  each drawn by ``paint`` (as `_red_cell` is: its arguments, its answer)."""
+  bloody = rng.random() < 0.25
+  drawn = []
+  for _ in range(rng.poisson(1.5) if bloody else rng.poisson(0.2)):  # sheets
+    centre, spread = spot(0.3), rng.uniform(6, 20) * px
+    for point in centre + rng.normal(0, spread, (rng.integers(10, 60), 2)):
+      drawn.append(paint(density, rng, point, px))
+  for _ in range(rng.poisson(15 if bloody else 3)):
+    drawn.append(paint(density, rng, spot(0.3), px))
+  return drawn
 
 
 def _bacteria(density, rng, spot, px, stains):
@@ -455,16 +494,32 @@ def _bare_nucleus(density, rng, centre, px, stains):
   outline = draw.wobbly_outline(rng, centre, radii, 0.15)
   colour = (stains.haematoxylin * rng.uniform(0.5, 1.6)).tolist()
   cv2.fillPoly(density, [np.round(outline * 16).astype(np.int32)], colour, cv2.LINE_AA, shift=4)
+  box = draw.box(outline, 1, density.shape[0])
+  if box is None:
+    return None
+  shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+  nucleus = draw.fill(shape, outline, np.array([box[1].start, box[0].start]))
+  return draw.Drawn("bare nucleus", box, nucleus, nucleus)
 
 
-def _neutrophils(density, rng, spot, px, stains):
-  """Neutrophils, 10-12 um: faint cytoplasm, 3-5 dark lobes; in groups, often over cells."""
+def _neutrophil(density, rng, centre, px, stains):
+  """A neutrophil, 10-12 um: faint cytoplasm, 3-5 dark lobes."""
+  radius = draw.width(rng.uniform(5, 6) * px, 1)
+  cv2.circle(density, draw.pixel(centre), radius, (0.06, 0.05, 0.04), -1, cv2.LINE_AA)
+  colour = (stains.haematoxylin * rng.uniform(0.9, 1.4)).tolist()
+  lobes = []
+  for lobe in centre + rng.normal(0, 1.6 * px, (rng.integers(3, 6), 2)):
+    lobes.append((lobe, draw.width(rng.uniform(1.1, 1.6) * px, 1)))
+    cv2.circle(density, draw.pixel(lobe), lobes[-1][1], colour, -1, cv2.LINE_AA)
+  return draw.discs("neutrophil", density.shape[0], centre, radius, lobes)
+
+
+def _neutrophils(density, rng, spot, px, stains, paint=_neutrophil):
+  """Neutrophils in groups, often over cells; each drawn by ``paint`` (as `_neutrophil` is:
+  its arguments, its answer)."""
+  drawn = []
   for _ in range(rng.choice([0, 1, 2, 4], p=[0.15, 0.25, 0.35, 0.25])):
     centre, spread = spot(0.6), rng.uniform(5, 25) * px
     for point in centre + rng.normal(0, spread, (rng.integers(3, 15), 2)):
-      cv2.circle(density, draw.pixel(point), draw.width(rng.uniform(5, 6) * px, 1),
-                 (0.06, 0.05, 0.04), -1, cv2.LINE_AA)
-      colour = (stains.haematoxylin * rng.uniform(0.9, 1.4)).tolist()
-      for lobe in point + rng.normal(0, 1.6 * px, (rng.integers(3, 6), 2)):
-        cv2.circle(density, draw.pixel(lobe), draw.width(rng.uniform(1.1, 1.6) * px, 1), colour,
-                   -1, cv2.LINE_AA)
+      drawn.append(paint(density, rng, point, px, stains))
+  return drawn
