@@ -1,5 +1,5 @@
-"""jaxseg: U-Net segmentation of Pap-smear images, in JAX and Flax."""
+"""jaxseg: U-Net segmentation of Pap-smear images, in JAX and Flax.
 
-from jaxseg.hugepages import rerun_with_huge_pages
-
-rerun_with_huge_pages()  # only in jaxseg's own commands; see jaxseg.hugepages
+Importing it changes nothing in the process; the commands (``python -m jaxseg.NAME``) set what
+they need while they run (`jaxseg.cli`).
+"""

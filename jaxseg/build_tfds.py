@@ -6,13 +6,18 @@ Then train from them with ``python -m jaxseg.train --data tfds:cervical_cytology
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 from pathlib import Path
 
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.data.tfds_builder import NAME, prepare
-from jaxseg.errors import ArgumentParser, cli
 
 
-@cli
+@command
 def main(argv=None) -> None:
   parser = ArgumentParser(prog="python -m jaxseg.build_tfds",
                           description="Write TFRecords of a folder-format data set.")
@@ -23,6 +28,3 @@ def main(argv=None) -> None:
   print(f"jaxseg: {builder.data_dir}: " + ", ".join(
     f"{split} {info.num_examples} images" for split, info in builder.info.splits.items()))
 
-
-if __name__ == "__main__":
-  main()

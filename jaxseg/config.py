@@ -11,12 +11,12 @@ import math
 import os
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 
 from jaxseg.data.augment import Augment
 from jaxseg.data.enhance import Enhance
 from jaxseg.errors import JaxsegError
+from jaxseg.models.registry import DECODERS, KERNELS, MODELS, UNET_DEPTHS
 
 COMPUTE_DTYPES = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
@@ -25,17 +25,6 @@ def default_cache_dir() -> Path:
   """Where synthetic data, converted weights and compiled programs are kept: $JAXSEG_CACHE,
   else ~/.cache/jaxseg (read when asked, so a later JAXSEG_CACHE counts)."""
   return Path(os.environ.get("JAXSEG_CACHE") or Path.home() / ".cache" / "jaxseg")
-
-
-def enable_compilation_cache() -> None:
-  """Keep XLA's compiled programs on disk (JAX_COMPILATION_CACHE_DIR, else our cache).
-
-  Building a model compiles one small program per initialiser shape and training compiles
-  the step: a minute on a CPU that a second run, evaluate or predict then skips.
-  """
-  if jax.config.jax_compilation_cache_dir is None:
-    jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def setting(default, help: str, *, choices: tuple | None = None, flag: bool = True):
@@ -52,9 +41,13 @@ class Config:
                           "vgg19, resnet50, mobilenet, efficientnetb2, densenet121")
   unet_filters: int = setting(64, "first width of the plain U-Net (the paper's: 64)")
   unet_depth: int = setting(5, "the plain U-Net's poolings: 5 (the paper's) or 4 (the classic "
-                            "U-Net)", choices=(4, 5))
+                            "U-Net)", choices=UNET_DEPTHS)
   decoder: str = setting("paper", "decoder: paper (2x2 transposed convs) or smp (nearest "
-                         "upsampling, segmentation_models' shape)", choices=("paper", "smp"))
+                         "upsampling, segmentation_models' shape)", choices=DECODERS)
+  kernels: str = setting("auto", "forms of the convolutions and BatchNorm: cpu (tuned for XLA's "
+                         "CPU backend), xla (XLA's own, the same on every backend), or auto "
+                         "(cpu where JAX computes on a CPU, else xla); the values are the same",
+                         choices=("auto", *KERNELS))
   dropout: float = setting(0.1, "spatial dropout rate after each block's second conv")
   batchnorm_statistics: str = setting(
     "recomputed", "what evaluation's BatchNorm normalises with: statistics recomputed at the "
@@ -76,8 +69,9 @@ class Config:
   synthetic_size: int = setting(1130, "side of the synthetic images, in pixels")
   synthetic_seed: int = setting(0, "the built-in data set's seed (--seed sets the split and "
                                 "training)")
-  synthetic_version: int = setting(2, "the built-in set's generator: 2, or the first, easier 1",
-                                   choices=(1, 2))
+  synthetic_version: int = setting(2, "the built-in set's generator: 3, 2 (whose look-alikes "
+                                   "are drawn otherwise than the labelled objects), or the first, "
+                                   "easier 1", choices=(1, 2, 3))
   labels: str = setting("exact", "training and validation masks: the data set's own (exact), or "
                         "made from the images by the paper's Otsu rule (otsu); test metrics are "
                         "always against the data set's masks", choices=("exact", "otsu"))
@@ -141,8 +135,6 @@ class Config:
 
   def validate(self) -> Config:
     """``self``, or a `JaxsegError` naming the first setting that cannot work."""
-    from jaxseg.models import MODELS  # the models import this module
-
     def check(ok: bool, name: str, why: str) -> None:
       if not ok:
         raise JaxsegError(f"--{name.replace('_', '-')} {getattr(self, name)!r}: {why}")

@@ -12,22 +12,29 @@ cache file that ``python -m jaxseg.train --weights imagenet`` reads.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import os
-
-os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import warnings
 from pathlib import Path
 
 import numpy as np
 from flax import nnx
 
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import default_cache_dir
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.errors import JaxsegError
 from jaxseg.models.backbones import ENCODERS, create_encoder
-from jaxseg.weights.keras import (WeightsMismatchError, keras_application, keras_features,
-                                  keras_layer_weights, load_layer_weights)
+from jaxseg.weights.keras import (
+  WeightsMismatchError,
+  keras_application,
+  keras_features,
+  keras_layer_weights,
+  load_layer_weights,
+)
 from jaxseg.weights.store import imagenet_weights_path, save_weights
 
 CHECK_SHAPE = (1, 96, 160, 3)  # non-square, a multiple of 32
@@ -85,9 +92,12 @@ def largest_difference(encoder, model, backbone: str) -> float:
              for p, e in zip(ported, expected, strict=True))
 
 
-@cli
+@command
 def main(argv=None) -> None:
   args = parse_args(argv)
+  # Keras on its JAX backend, no TensorFlow needed; read when Keras is first imported.
+  os.environ.setdefault("KERAS_BACKEND", "jax")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   source = "imagenet" if args.keras_weights is None else args.keras_weights.name
   encoder = create_encoder(args.backbone, rngs=nnx.Rngs(0))
   model = keras_model(args.backbone, args.keras_weights)
@@ -112,6 +122,3 @@ def main(argv=None) -> None:
   print(f"{out}: {args.backbone} weights from {source}, {count:,} values, "
         f"feature maps within {difference:.1e} of Keras")
 
-
-if __name__ == "__main__":
-  main()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Any
 
 import flax.struct
@@ -27,7 +26,10 @@ from jaxseg.data.augment import Augment, augment_batch
 from jaxseg.errors import JaxsegError
 from jaxseg.losses import soft_jaccard_loss
 from jaxseg.metrics import confusion_counts
+from jaxseg.models import build_model
 from jaxseg.models.layers import assign
+from jaxseg.platform import compiler_options
+from jaxseg.weights.store import load_encoder_weights
 
 
 @flax.struct.dataclass
@@ -40,27 +42,48 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A model's graph definitions for training and evaluation, and its optimiser."""
+  """A model's graph definitions for training and evaluation, its optimiser, and the kernels
+  its layers are in (`jaxseg.models.kernels`), which choose the steps' compiler options."""
 
   train_graph: Any
   eval_graph: Any
   statistics_graph: Any  # the training graph measuring BatchNorm statistics (see below)
   tx: optax.GradientTransformation
+  kernels: str
 
 
-def build(config: Config, model: nnx.Module, *, optimizer: bool = True) -> tuple[Model, TrainState]:
-  """Split ``model`` into graph definitions and its initial train state; without
-  ``optimizer`` (evaluation, prediction) the state holds no optimizer state."""
-  model.eval()
-  eval_graph, params, model_state = nnx.split(model, nnx.Param, ...)
-  model.train()
+def build(config: Config, kernels: str, *, optimizer: bool = True,
+          abstract: bool = False) -> tuple[Model, TrainState]:
+  """``config``'s network with its layers in ``kernels`` forms, `split`: initialised from
+  ``config.seed`` with the encoder weights that ``config.weights`` names, or with ``abstract``
+  shapes and dtypes alone, for a checkpoint to be restored into (no initialiser runs)."""
+  if abstract:
+    network = nnx.eval_shape(lambda: build_model(config, kernels=kernels))
+  else:
+    network = build_model(config, kernels=kernels)
+    load_encoder_weights(network.encoder, config)
+  return split(config, network, kernels, optimizer=optimizer)
+
+
+def split(config: Config, network: nnx.Module, kernels: str, *,
+          optimizer: bool = True) -> tuple[Model, TrainState]:
+  """``network`` (its layers in ``kernels`` forms) split into graph definitions and its
+  initial train state; without ``optimizer`` (evaluation, prediction) the state holds no
+  optimizer state. An abstract network (`nnx.eval_shape`) gives an abstract state."""
+  network.eval()
+  eval_graph, params, model_state = nnx.split(network, nnx.Param, ...)
+  network.train()
   if config.freeze_encoder:
-    model.encoder.eval()  # a frozen encoder's BatchNorm keeps its ImageNet statistics
-  train_graph = nnx.split(model, nnx.Param, ...)[0]
+    network.encoder.eval()  # a frozen encoder's BatchNorm keeps its ImageNet statistics
+  train_graph = nnx.split(network, nnx.Param, ...)[0]
   tx = _optimizer(config, params)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                     opt_state=tx.init(params) if optimizer else None)
-  return Model(train_graph, eval_graph, _statistics_graph(model), tx), state
+  abstract = any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params))
+  opt_state = None
+  if optimizer:
+    opt_state = jax.eval_shape(tx.init, params) if abstract else tx.init(params)
+  step = jax.ShapeDtypeStruct((), jnp.int32) if abstract else jnp.zeros((), jnp.int32)
+  state = TrainState(step=step, params=params, model_state=model_state, opt_state=opt_state)
+  return Model(train_graph, eval_graph, _statistics_graph(network), tx, kernels), state
 
 
 def _statistics_graph(model: nnx.Module):
@@ -145,28 +168,6 @@ def eval_step(model: Model, state: TrainState, images, masks) -> jax.Array:
   return confusion_counts(predict_logits(model, state, images) > 0, masks)
 
 
-# XLA's CPU backend hands convolutions, matmuls and reductions to YNNPACK. Its own (Eigen)
-# convolutions ran every encoder's train step 5-17% faster and its predictions 12-28% faster
-# on a 2-core CPU (docs/cpu-performance.md, change 15); matmuls and reductions stay in YNNPACK.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
-                        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
-
-
-@functools.cache
-def compiler_options() -> dict[str, str]:
-  """XLA options the steps are compiled with: `CPU_COMPILER_OPTIONS` on a CPU, unless
-  ``XLA_FLAGS`` sets them (a user's choice wins) or this XLA does not know them (they are
-  experimental); none elsewhere."""
-  if jax.default_backend() != "cpu" or any(
-      name in os.environ.get("XLA_FLAGS", "") for name in CPU_COMPILER_OPTIONS):
-    return {}
-  try:
-    jax.jit(jnp.negative, compiler_options=CPU_COMPILER_OPTIONS).lower(1.0).compile()
-  except jax.errors.JaxRuntimeError:
-    return {}
-  return CPU_COMPILER_OPTIONS
-
-
 def data_mesh() -> jax.sharding.Mesh:
   """Every process's devices on one ``data`` axis: the mesh the steps split batches over."""
   return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
@@ -198,7 +199,7 @@ class Steps:
     self.replicated = NamedSharding(mesh, PartitionSpec())
     self.sharded = NamedSharding(mesh, PartitionSpec("data"))
     self.batch_size = batch_size
-    jit = functools.partial(jax.jit, compiler_options=compiler_options())
+    jit = functools.partial(jax.jit, compiler_options=compiler_options(model.kernels))
     self.train = jit(
       functools.partial(train_step, model, augment),
       in_shardings=(self.replicated, self.sharded, self.sharded, self.replicated),
@@ -222,6 +223,12 @@ class Steps:
   def place(self, state: TrainState) -> TrainState:
     """Replicate ``state`` over the mesh (every process holds the same values)."""
     return jax.tree.map(lambda x: self._global(np.asarray(x), self.replicated), state)
+
+  def placement(self, state: TrainState) -> TrainState:
+    """``state``'s shapes and dtypes, replicated over the mesh: what a checkpoint is restored
+    into."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                       sharding=self.replicated), state)
 
   @staticmethod
   def _global(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -247,7 +254,8 @@ class Steps:
     ``batches`` ("precise BatchNorm"): each channel's mean, and its variance about that mean.
 
     The running averages mix statistics of the weights of many steps back, and evaluation
-    with them swings from epoch to epoch (docs/training-measurements.md).
+    with them swings from epoch to epoch ("BatchNorm statistics are recomputed before each
+    validation" in docs/training.md).
     """
     sums, count = None, 0
     for images, _ in batches:

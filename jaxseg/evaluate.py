@@ -6,13 +6,17 @@ split the run recorded, each file checked against its fingerprint), preprocessin
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import json
 from pathlib import Path
 
-from jaxseg.config import enable_compilation_cache
-from jaxseg.errors import ArgumentParser, cli
-from jaxseg.trained import TrainedModel
-from jaxseg.training import evaluate_loader, make_loaders, otsu_scores, print_table
+from jaxseg.cli import ArgumentParser, command
+from jaxseg.inference import TrainedModel
+from jaxseg.loop import evaluate_loader, make_loaders, otsu_scores, print_table
 
 
 def evaluate(path: Path) -> dict:
@@ -30,19 +34,15 @@ def evaluate(path: Path) -> dict:
   }
 
 
-@cli
+@command(compilation_cache=True)
 def main(argv=None) -> None:
   parser = ArgumentParser(prog="python -m jaxseg.evaluate", description=__doc__)
   parser.add_argument("--workdir", type=Path, required=True, help="a run folder of jaxseg.train")
   parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
   args = parser.parse_args(argv)
-  enable_compilation_cache()
   result = evaluate(args.workdir)
   if args.json:
     print(json.dumps(result, indent=2))
   else:
     print_table(result)
 
-
-if __name__ == "__main__":
-  main()

@@ -20,6 +20,11 @@ backbone and the jaxseg and jax versions. Neither file is ever written over.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import argparse
 import importlib.metadata
 import json
@@ -31,11 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxseg.config import Config, enable_compilation_cache
+from jaxseg.cli import ArgumentParser, command
+from jaxseg.config import Config
 from jaxseg.data.enhance import lookup_table
 from jaxseg.data.masks import BACKGROUND, CYTOPLASM, NUCLEUS
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
-from jaxseg.trained import TrainedModel
+from jaxseg.errors import JaxsegError
+from jaxseg.inference import TrainedModel
 
 FORMATS = ("stablehlo", "onnx")
 # What a StableHLO export runs on: JAX lowers it for each without needing the device.
@@ -46,8 +52,9 @@ TARGET_CLASSES = {"cytoplasm": [CYTOPLASM, NUCLEUS], "nuclei": [NUCLEUS]}
 
 
 def _load(run: Path) -> tuple[Config, nnx.Module]:
-  """The run's config and its best checkpoint as an eval-mode network."""
-  trained = TrainedModel(run)
+  """The run's config and its best checkpoint as an eval-mode network in the portable kernels
+  (`jaxseg.models.kernels`): an export runs on any platform it is lowered for."""
+  trained = TrainedModel(run, kernels="xla")
   return trained.config, trained.network()
 
 
@@ -218,10 +225,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-@cli
+@command(compilation_cache=True)
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  enable_compilation_cache()
   platforms = tuple(name for name in args.platforms.split(",") if name)
   unknown = sorted(set(platforms) - {"cpu", "cuda", "rocm", "tpu"})
   if unknown or not platforms:
@@ -232,6 +238,3 @@ def main(argv=None) -> dict:
         f"{args.out} ({args.out.stat().st_size / 2**20:.1f} MiB), {sidecar(args.out)}")
   return info
 
-
-if __name__ == "__main__":
-  main()

@@ -8,8 +8,10 @@ file underneath, so `overrides` returns only the flags that were given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
+import traceback
 import types
 import typing
 from pathlib import Path
@@ -63,20 +65,44 @@ def apply(config: Config, changes: dict) -> Config:
 
 
 def load_config_file(path: Path) -> Config:
-  """The `Config` that ``get_config()`` of the Python file ``path`` returns."""
+  """The `Config` that ``get_config()`` of the Python file ``path`` returns; a file that is not
+  Python, or whose code fails, is one line naming the file, the line and the exception."""
   path = Path(path)
   if not path.is_file():
     raise JaxsegError(f"--config {path}: no such file")
   spec = importlib.util.spec_from_file_location(f"jaxseg_config_{path.stem}", path)
+  if spec is None or path.suffix != ".py":
+    raise JaxsegError(f"--config {path}: not a Python file (an experiment file is FILE.py "
+                      "with a get_config() that returns a jaxseg Config)")
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  with _failing_in(path):
+    spec.loader.exec_module(module)
   if not callable(getattr(module, "get_config", None)):
     raise JaxsegError(f"--config {path}: defines no get_config()")
-  config = module.get_config()
+  with _failing_in(path):
+    config = module.get_config()
   if not isinstance(config, Config):
     raise JaxsegError(f"--config {path}: get_config() returned {type(config).__name__}, "
                       "not a jaxseg Config")
   return config.replace(preset=str(path))
+
+
+@contextlib.contextmanager
+def _failing_in(path: Path):
+  """An exception raised by the code of the experiment file ``path`` as a `JaxsegError`
+  naming the file's line where it was raised or passed through last."""
+  try:
+    yield
+  except JaxsegError:
+    raise
+  except Exception as error:  # noqa: BLE001 - the user's code: any failure is one line
+    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+             if Path(frame.filename).resolve() == path.resolve()]
+    message = str(error)
+    if isinstance(error, SyntaxError):  # raised by the parser, not from a line that ran
+      lines, message = [error.lineno] if error.lineno else [], error.msg
+    where = f"{path}, line {lines[-1]}" if lines else str(path)
+    raise JaxsegError(f"--config {where}: {type(error).__name__}: {message}") from None
 
 
 def _leaf_fields(cls, prefix: str = ""):

@@ -10,13 +10,18 @@ before.
 and train-step GFLOPs per image, XLA's memory estimate of one train step at ``--batch-size``,
 and the train step's compile time (lower + compile). ``--png FILE`` draws the table.
 
-FLOPs are XLA's cost analysis of the models' reference operations, the same on every
-backend (`jaxseg.bench.timing.model_flops`), the bench's figures. Activation memory adds up
+FLOPs are XLA's cost analysis of the models in their portable kernels, the same on every
+backend (`jaxseg.bench.steps.portable_flops`), the bench's figures. Activation memory adds up
 every array the block's forward pass computes, before XLA fuses elementwise operations: what
 a backward pass could keep at most. Variables include BatchNorm statistics. The block table builds the model abstractly (shapes only).
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
 
 import argparse
 import contextlib
@@ -30,9 +35,10 @@ from flax import nnx
 from jax.extend.core import Literal
 
 from jaxseg.bench import steps as bench
-from jaxseg.bench.timing import compile_costs, model_flops
-from jaxseg.config import COMPUTE_DTYPES, Config, enable_compilation_cache
-from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
+from jaxseg.bench.timing import compile_costs, xla_flops
+from jaxseg.cli import ArgumentParser, command
+from jaxseg.config import COMPUTE_DTYPES, Config
+from jaxseg.errors import JaxsegError, refuse_existing
 from jaxseg.models import DECODERS, MODELS, build_model
 
 
@@ -46,8 +52,9 @@ class Block:
 
 
 def abstract_network(config: Config) -> nnx.Module:
-  """The eval-mode network of ``config``, shapes for values: no initialiser runs."""
-  network = nnx.eval_shape(lambda: build_model(config, load_weights=False))
+  """The eval-mode network of ``config`` in its portable kernels, shapes for values: no
+  initialiser runs."""
+  network = nnx.eval_shape(lambda: build_model(config))
   network.eval()
   return network
 
@@ -97,7 +104,7 @@ def _cost(module: nnx.Module, inputs: list, select=lambda output: output) -> _Co
   def forward(state, *inputs):
     return select(nnx.merge(graph, state)(*inputs))
 
-  flops = model_flops(jax.jit(forward), state, *inputs) or 0.0
+  flops = xla_flops(jax.jit(forward).lower(state, *inputs)) or 0.0
   closed = jax.make_jaxpr(forward)(state, *inputs)
   live, activation_bytes = _live_values(closed.jaxpr)
   state_vars = closed.jaxpr.invars[:len(jax.tree.leaves(state))]
@@ -170,7 +177,8 @@ def model_row(config: Config) -> dict:
   compiled as `jaxseg.bench` compiles them (``config.batch_size`` images a step)."""
   network = abstract_network(config)
   images, masks = bench.random_batch(config.batch_size, config.image_size)
-  costs = compile_costs(*bench.jaxseg_steps(config, images, masks), config.batch_size)
+  costs = compile_costs(*bench.jaxseg_steps(config, images, masks), config.batch_size,
+                        bench.portable_flops(config, images, masks))
   return {
     "backbone": config.backbone,
     "variables": variable_count(network),
@@ -267,7 +275,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-@cli
+@command(compilation_cache=True)
 def main(argv=None) -> list:
   args = parse_args(argv)
   if args.image_size < 32 or args.batch_size < 1:
@@ -275,7 +283,6 @@ def main(argv=None) -> list:
   refuse_existing("--png", args.png, "inspect")
   if args.png is not None and args.backbone != "all":
     raise JaxsegError("--png draws the side-by-side table: use it with --backbone all")
-  enable_compilation_cache()
   config = Config(unet_filters=args.unet_filters, decoder=args.decoder,
                   image_size=args.image_size, batch_size=args.batch_size,
                   precision=args.precision, augment=bench.NO_AUGMENT)
@@ -295,6 +302,3 @@ def main(argv=None) -> list:
     print(f"jaxseg.inspect: drew {args.png}")
   return rows
 
-
-if __name__ == "__main__":
-  main()

@@ -10,6 +10,11 @@ against class masks MASKS/<name>.png: the classical baseline that trained models
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import json
 from pathlib import Path
 
@@ -17,10 +22,11 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxseg import metrics
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.data import files
 from jaxseg.data.masks import TARGETS, check_mask_values, target_mask
 from jaxseg.data.otsu import otsu_mask
-from jaxseg.errors import ArgumentParser, DataError, cli
+from jaxseg.errors import DataError
 from jaxseg.outputs import OutputFolder
 
 
@@ -70,7 +76,7 @@ def print_scores(counts: np.ndarray, target: str) -> None:
   print(json.dumps({"target": target, "images": len(counts), **results}))
 
 
-@cli
+@command
 def main(argv=None):
   args = parse_args(argv)
   images = files.list_images(args.images)
@@ -99,6 +105,3 @@ def main(argv=None):
   if counts:
     print_scores(np.concatenate(counts), args.target)
 
-
-if __name__ == "__main__":
-  main()

@@ -17,6 +17,11 @@ that no jaxseg command wrote (see `jaxseg.outputs`); every input's header is che
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import argparse
 from pathlib import Path
 
@@ -24,16 +29,30 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import plots
-from jaxseg.config import enable_compilation_cache
-from jaxseg.data.files import (check_image_file, check_unique_names, list_images, read_image,
-                               why_missing, write_image, write_mask)
+from jaxseg import plots, tiling
+from jaxseg.cli import ArgumentParser, command
+from jaxseg.data.files import (
+  check_image_file,
+  check_unique_names,
+  list_images,
+  read_image,
+  why_missing,
+  write_image,
+  write_mask,
+)
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
-from jaxseg.errors import ArgumentParser, DataError, JaxsegError, cli
-from jaxseg.measure import NC_THRESHOLD, Cell, ImageSummary, measure_cells, summarize, write_csv
+from jaxseg.errors import DataError, JaxsegError
+from jaxseg.inference import TrainedModel
+from jaxseg.measure import (
+  NC_THRESHOLD,
+  Cell,
+  ImageSummary,
+  measure_cells,
+  summarize,
+  write_csv,
+)
 from jaxseg.outputs import OutputFolder
-from jaxseg.trained import TrainedModel
 
 # The mask value of each target; nuclei are written last, over the cells they lie in.
 TARGET_CLASSES = {"cytoplasm": CYTOPLASM, "nuclei": NUCLEUS}
@@ -61,38 +80,15 @@ class Segmenter:
       raise JaxsegError(f"{self.trained.path}: config.json has no source_size; --tiled needs it")
     tile = self.config.image_size
     scale = [tile / side for side in source_size]
-    layouts, tiles = [], []  # per image: its size at the training scale, padded, tile corners
-    for image in images:
+    layouts, tiles = [], []
+    for image in images:  # each at the training scale
       size = tuple(max(round(side * factor), 1) for side, factor in zip(image.shape, scale))
-      prepared = prepare_image(image, size, self.config.enhance)
-      # Mirror an image smaller than a tile out to a whole one; the extra is cropped below.
-      padded = np.pad(prepared, [(0, max(tile - side, 0)) for side in size] + [(0, 0)],
-                      mode="symmetric")
-      starts = [(y, x) for y in _tile_starts(padded.shape[0], tile)
-                for x in _tile_starts(padded.shape[1], tile)]
-      tiles += [padded[y:y + tile, x:x + tile] for y, x in starts]
-      layouts.append((size, padded.shape[:2], starts))
+      image_tiles, layout = tiling.cut(prepare_image(image, size, self.config.enhance), tile)
+      tiles += image_tiles
+      layouts.append(layout)
     predicted = iter(self.trained.predict(np.stack(tiles)))
-    window = _window(tile)
-    maps = []
-    for image, (size, padded_size, starts) in zip(images, layouts):
-      total, weight = np.zeros(padded_size, np.float32), np.zeros(padded_size, np.float32)
-      for y, x in starts:
-        total[y:y + tile, x:x + tile] += next(predicted) * window
-        weight[y:y + tile, x:x + tile] += window
-      maps.append(_resize((total / weight)[:size[0], :size[1]], image.shape[:2]))
-    return maps
-
-
-def _tile_starts(length: int, tile: int) -> list[int]:
-  """Tile offsets along one side: half a tile apart, the last one flush with the end."""
-  return [*range(0, length - tile, tile // 2), length - tile]
-
-
-def _window(tile: int) -> np.ndarray:
-  """2-D Hann window without its zero end points: tiles count most at their centres."""
-  hann = np.hanning(tile + 2)[1:-1].astype(np.float32)
-  return np.outer(hann, hann)
+    return [_resize(tiling.blend((next(predicted) for _ in layout.starts), layout),
+                    image.shape[:2]) for image, layout in zip(images, layouts)]
 
 
 def _resize(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -206,10 +202,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-@cli
+@command(compilation_cache=True)
 def main(argv=None) -> None:
   args = parse_args(argv)
-  enable_compilation_cache()
   if not 0 <= args.threshold < 1:
     raise JaxsegError(f"--threshold {args.threshold}: choose a probability in [0, 1)")
   if args.measure and args.nuclei_run is None:
@@ -233,6 +228,3 @@ def main(argv=None) -> None:
           f"(N/C ratio > {args.nc_threshold}): {args.out / 'measurements.csv'}")
   print(f"{len(paths)} images segmented into {args.out}")
 
-
-if __name__ == "__main__":
-  main()

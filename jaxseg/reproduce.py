@@ -13,6 +13,11 @@ epoch, so running the same command again continues an interrupted reproduction.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import argparse
 import json
 import platform
@@ -25,22 +30,23 @@ import numpy as np
 
 from jaxseg import flags, plots
 from jaxseg.bench.steps import cpu_model
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.files import read_image
 from jaxseg.data.masks import TARGETS
 from jaxseg.data.pipeline import Loader
-from jaxseg.data.sources import recorded_splits
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
+from jaxseg.datasets import recorded_splits
+from jaxseg.errors import JaxsegError
+from jaxseg.inference import TrainedModel
 from jaxseg.inspect import network_cost
-from jaxseg.models import MODELS
-from jaxseg.run import RunFolder
-from jaxseg.trained import TrainedModel
-from jaxseg.training import (
+from jaxseg.loop import (
   figure_predictions,
   print_table,
   train_and_evaluate,
   versions,
 )
+from jaxseg.models import MODELS
+from jaxseg.run_folder import RunFolder
 
 TABLES = {"cytoplasm": ("table1.md", "Table 1: cytoplasm segmentation"),
           "nuclei": ("table2.md", "Table 2: nuclei segmentation")}
@@ -68,7 +74,9 @@ COST_COLUMNS = ("Dice sd (seeds)", "Variables (M)", "GFLOPs / image", "Train ima
 
 def parse_args(argv=None) -> argparse.Namespace:
   parser = ArgumentParser(prog="python -m jaxseg.reproduce", description=__doc__)
-  parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+  parser.add_argument("--out", type=Path, default=Path("experiments/results"),
+                      help="folder of the tables, figures and runs (default: "
+                      "experiments/results, where a clone of the repository keeps them)")
   parser.add_argument("--methods", default=",".join(MODELS),
                       help=f"comma-separated, of: {','.join(MODELS)}")
   parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
@@ -222,7 +230,7 @@ def enhancement_figure(out: Path, results: dict[str, dict[str, list[dict]]]) -> 
                            out / "figure2.png", seed=config.seed)
 
 
-@cli
+@command
 def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
@@ -267,6 +275,3 @@ def main(argv=None) -> None:
   print(f"\n{', '.join(TABLES[t][0] for t in targets)}, study.png, figure2.png, figure4.png, "
         f"results.json in {args.out}")
 
-
-if __name__ == "__main__":
-  main()

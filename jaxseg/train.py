@@ -2,10 +2,15 @@
 
 Settings come from a preset (``--preset``, by default ``paper`` on an accelerator and
 ``quick`` on a CPU) or a Python file (``--config FILE`` with ``get_config()``), and any flag
-below overrides one of them. The run's folder keeps them all (see `jaxseg.run`).
+below overrides one of them. The run's folder keeps them all (see `jaxseg.run_folder`).
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
 
 import argparse
 import time
@@ -14,11 +19,12 @@ from pathlib import Path
 import jax
 
 from jaxseg import engine, flags
-from jaxseg.config import Config, enable_compilation_cache
+from jaxseg.cli import ArgumentParser, command
+from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
-from jaxseg.errors import ArgumentParser, JaxsegError, cli
-from jaxseg.run import RunFolder
-from jaxseg.training import print_table, train_and_evaluate
+from jaxseg.errors import JaxsegError
+from jaxseg.loop import print_table, train_and_evaluate
+from jaxseg.run_folder import RunFolder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -88,10 +94,9 @@ def settings(args: argparse.Namespace) -> tuple[Config, Path]:
   return config, workdir
 
 
-@cli
+@command(compilation_cache=True)
 def main(argv=None) -> None:
   args = parse_args(argv)
-  enable_compilation_cache()
   start_processes(args)
   config, workdir = settings(args)
   try:
@@ -104,6 +109,3 @@ def main(argv=None) -> None:
   print_table(summary)
   print(f"\nrun folder: {Path(workdir).absolute()}")
 
-
-if __name__ == "__main__":
-  main()

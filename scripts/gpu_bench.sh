@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The GPU benchmark of docs/benchmarks.md: the six models at batch 18 and 64, bf16, 224x224,
+# The GPU benchmark of docs/performance.md ("GPU benchmark"): the six models at batch 18 and 64, bf16, 224x224,
 # jaxseg's decoder in smp's shape, beside segmentation_models_pytorch and a Keras 3 U-Net.
 #
 #   scripts/gpu_bench.sh [more jaxseg.bench flags; they override these, e.g. --backbone vgg19]
 #
 # Installs nothing. A peer runs where it imports; a folder .peers/ of unpacked wheels, where
-# present, goes on PYTHONPATH (docs/benchmarks.md says how to make it). Writes the JSON, the
+# present, goes on PYTHONPATH (docs/performance.md says how to make it). Writes the JSON, the
 # log and nvidia-smi's view of the card under $OUT (default /tmp/jaxseg-bench), then a
 # short table.
 set -euo pipefail

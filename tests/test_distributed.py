@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import write_folder
+from tests.support.helpers import write_folder
 
 
 def cpu_devices(count: int, *, as_users_compile: bool = False) -> dict:
@@ -26,7 +26,7 @@ def test_four_devices_train_like_one(tmp_path):
   results = {}
   for devices in (1, 4):
     out = tmp_path / f"{devices}.npz"
-    done = subprocess.run([sys.executable, "-m", "tests.train_steps", str(out)],
+    done = subprocess.run([sys.executable, "-m", "tests.support.train_steps", str(out)],
                           env=cpu_devices(devices, as_users_compile=True),
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -75,7 +75,7 @@ def train_processes(count, *args):
 def test_a_process_late_to_its_first_collective_is_waited_for():
   # Process 0's value (its id + 10), broadcast; every device's value (process id + 1),
   # doubled, summed over both processes' two devices.
-  for out in run_processes(2, "tests.late_process"):
+  for out in run_processes(2, "tests.support.late_process"):
     assert [float(v) for v in out.split()[-2:]] == [10, 2 * (1 + 1 + 2 + 2)]
 
 

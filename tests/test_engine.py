@@ -6,8 +6,9 @@ from flax import nnx
 
 from jaxseg.config import Config
 from jaxseg.data.folder import find_examples
-from jaxseg.training import statistics_batches
-from tests.helpers import loader, tiny_model, write_folder
+from jaxseg.loop import statistics_batches
+from jaxseg.models.kernels import KERNELS
+from tests.support.helpers import loader, tiny_model, write_folder
 
 BATCH = 2  # tiny_model's
 
@@ -65,18 +66,25 @@ def test_statistics_use_the_same_whole_batches_every_epoch(tmp_path):
 
 
 def test_tracing_the_steps_never_asks_a_traced_value_for_its_sharding(monkeypatch):
-  """Flax's ``variable[...] = value`` asks, and the error a traced value answers with walks
-  the whole trace so far: 40% of tracing a DenseNet121 train step. BatchNorm's updates and the
-  statistics pass assign through `jaxseg.models.layers.assign` instead. (Dropout's key counter
-  still asks, a few times a step; without dropout here.)"""
-  asked = []
-  sharding = jax.core.Tracer.sharding
-  monkeypatch.setattr(jax.core.Tracer, "sharding",
-                      property(lambda tracer: asked.append(tracer) or sharding.fget(tracer)))
+  """Flax's ``variable[...] = value`` asks a new value for its sharding, and the error a
+  traced value answers with walks the whole trace so far: 40% of tracing a DenseNet121 train
+  step. BatchNorm's updates and the statistics pass assign through
+  `jaxseg.models.layers.assign` instead, in both kernel forms. (Dropout's key counter still
+  assigns, a few times a step; without dropout here.)"""
+  traced = []
+  setitem = nnx.Variable.__setitem__
+
+  def recording(variable, index, value):
+    if isinstance(value, jax.core.Tracer):
+      traced.append(variable)
+    return setitem(variable, index, value)
+
+  monkeypatch.setattr(nnx.Variable, "__setitem__", recording)
   rng = np.random.default_rng(2)
   images = rng.integers(0, 256, (2 * BATCH, 16, 16, 3)).astype(np.uint8)
-  _, steps, state = tiny_model(dropout=0.0)
-  batch = steps.batch(*batches(images)[0])
-  steps.train.lower(state, *batch, jax.random.key(0))
-  steps.recompute_statistics(state, batches(images))
-  assert not asked
+  for kernels in KERNELS:
+    _, steps, state = tiny_model(dropout=0.0, kernels=kernels)
+    batch = steps.batch(*batches(images)[0])
+    steps.train.lower(state, *batch, jax.random.key(0))
+    steps.recompute_statistics(state, batches(images))
+  assert not traced

@@ -13,10 +13,12 @@ from jaxseg.config import Config
 from jaxseg.data.enhance import Enhance
 from jaxseg.data.pipeline import prepare_image
 from jaxseg.errors import JaxsegError
+from jaxseg.inference import TrainedModel
 from jaxseg.models import MODELS, build_model
+from jaxseg.models.kernels import use as use_kernels
+from jaxseg.platform import resolve_kernels
 from jaxseg.predict import Segmenter
-from jaxseg.trained import TrainedModel
-from tests.helpers import train_summary, write_folder
+from tests.support.helpers import train_summary, write_folder
 
 SIZE = 32
 ENHANCE = Enhance(brightness=-12, contrast=1.3)  # the lookup table is part of the export
@@ -60,8 +62,9 @@ def random_images(count: int, seed: int = 1) -> np.ndarray:
 
 def predict_path(config: Config, network: nnx.Module, images: np.ndarray) -> np.ndarray:
   """Probabilities the way `jaxseg.predict` computes them: `prepare_image`, then the
-  engine's jitted probability step on the placed state."""
-  model, state = engine.build(config, network)
+  engine's jitted probability step on the placed state, in the kernels of this platform."""
+  kernels = resolve_kernels(config.kernels)
+  model, state = engine.split(config, use_kernels(nnx.clone(network), kernels), kernels)
   steps = engine.Steps(model, config.augment, config.batch_size)
   batch = np.stack([prepare_image(image, (SIZE, SIZE), config.enhance) for image in images])
   return steps.predict(steps.place(state), batch)

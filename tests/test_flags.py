@@ -1,6 +1,7 @@
 """Settings: every Config field is a flag, a --config file is a base, flags override it."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -62,3 +63,31 @@ def test_cache_dir_follows_the_environment_when_asked(monkeypatch, tmp_path):
 def test_nested_value_its_settings_refuse_names_the_flag():
   with pytest.raises(JaxsegError, match=r"--augment\.scale-range: scale_range"):
     flags.apply(Config(), {"augment.scale_range": (2.0, 1.0)})
+
+
+@pytest.mark.parametrize("text, expected", [
+  ("from jaxseg.config import Config\n\ndef get_config():\n  return Config(epochs=1 / 0)\n",
+   r"--config {path}, line 4: ZeroDivisionError: division by zero$"),
+  ("import no_such_module\n", r"--config {path}, line 1: ModuleNotFoundError: No module named "
+                             r"'no_such_module'$"),
+  ("def get_config(:\n", r"--config {path}, line 1: SyntaxError: "),
+])
+def test_a_config_file_whose_code_fails_is_one_line(tmp_path, capsys, text, expected):
+  path = tmp_path / "bad.py"
+  path.write_text(text)
+  with pytest.raises(SystemExit) as exit_info:
+    train.main(["--config", str(path)])
+  assert exit_info.value.code == 2
+  error = capsys.readouterr().err
+  assert re.match(r"jaxseg: error: " + expected.format(path=re.escape(str(path))), error), error
+  assert error.count("\n") == 1
+
+
+def test_a_config_file_that_is_not_python_is_one_line(tmp_path, capsys):
+  path = tmp_path / "settings.txt"
+  path.write_text("epochs = 3\n")
+  with pytest.raises(SystemExit):
+    train.main(["--config", str(path)])
+  assert capsys.readouterr().err == (f"jaxseg: error: --config {path}: not a Python file (an "
+                                     "experiment file is FILE.py with a get_config() that "
+                                     "returns a jaxseg Config)\n")

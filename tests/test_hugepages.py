@@ -1,4 +1,4 @@
-"""jaxseg's commands re-run themselves once with glibc's huge pages on; nothing else does."""
+"""A command computing on a CPU re-runs itself once with glibc's huge pages on; nothing else does."""
 
 import os
 import subprocess
@@ -7,48 +7,46 @@ import sys
 import pytest
 
 from jaxseg import hugepages
-from jaxseg.hugepages import TUNABLE, huge_page_tunables
-
-PYTHON = "/usr/bin/python3"
+from jaxseg.hugepages import TUNABLE, computes_on_cpu, huge_page_tunables
 
 
-@pytest.mark.parametrize("argv0, orig_argv", [
-  (["-m"], [PYTHON, "-m", "jaxseg.train", "--backbone", "vgg19"]),
-  (["-m"], [PYTHON, "-X", "importtime", "-mjaxseg.bench", "--peer", "smp"]),
-  (["/venv/bin/jaxseg-train"], [PYTHON, "/venv/bin/jaxseg-train", "--epochs", "2"]),
-])
-def test_commands_get_the_setting(argv0, orig_argv):
-  assert huge_page_tunables(None, argv0, orig_argv) == f"{TUNABLE}=1"
-  assert (huge_page_tunables("glibc.malloc.arena_max=2", argv0, orig_argv)
-          == f"glibc.malloc.arena_max=2:{TUNABLE}=1")
-
-
-@pytest.mark.parametrize("argv0, orig_argv", [
-  (["-c"], [PYTHON, "-c", "import jaxseg"]),  # a program that imports jaxseg
-  (["-m"], [PYTHON, "-m", "pytest", "tests"]),
-  (["-m"], [PYTHON, "-m", "jaxsegmentation.train"]),
-  (["/home/me/train.py"], [PYTHON, "/home/me/train.py"]),
-  ([""], [PYTHON]),  # the interactive interpreter
-])
-def test_other_programs_are_left_alone(argv0, orig_argv):
-  assert huge_page_tunables(None, argv0, orig_argv) is None
+def test_the_setting_joins_other_tunables():
+  assert huge_page_tunables(None) == f"{TUNABLE}=1"
+  assert huge_page_tunables("glibc.malloc.arena_max=2") == f"glibc.malloc.arena_max=2:{TUNABLE}=1"
 
 
 @pytest.mark.parametrize("chosen", [f"{TUNABLE}=0", f"glibc.malloc.arena_max=2:{TUNABLE}=1"])
 def test_a_setting_of_the_users_is_kept(chosen):
-  assert huge_page_tunables(chosen, ["-m"], [PYTHON, "-m", "jaxseg.train"]) is None
+  assert huge_page_tunables(chosen) is None
+
+
+@pytest.mark.parametrize("platforms, expected", [
+  ("cpu", True), ("cpu,cuda", True), ("cuda", False), ("cuda,cpu", False), ("tpu", False),
+])
+def test_jax_platforms_decide_where_it_computes(platforms, expected):
+  assert computes_on_cpu({"JAX_PLATFORMS": platforms}) is expected
+
+
+def test_without_jax_platforms_an_accelerator_plugin_decides(monkeypatch):
+  monkeypatch.setattr(hugepages.importlib.metadata, "entry_points",
+                      lambda group: ["xla_cuda12"] if group == "jax_plugins" else [])
+  assert not computes_on_cpu({})
+  monkeypatch.setattr(hugepages.importlib.metadata, "entry_points", lambda group: [])
+  assert computes_on_cpu({}) is (hugepages.importlib.util.find_spec("libtpu") is None)
 
 
 def _run(args, tmp_path, **env):
-  environ = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | env
-  return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=environ,
-                        cwd=tmp_path, timeout=300, check=False)
+  environ = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "JAX_PLATFORMS")}
+  return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                        env=environ | env, cwd=tmp_path, timeout=300, check=False)
 
 
-@pytest.mark.skipif(not hugepages._supported(), reason="needs glibc >= 2.35 and madvise THP")
+@pytest.mark.skipif(not hugepages.supported() or not computes_on_cpu(os.environ),
+                    reason="needs glibc >= 2.35, madvise THP and JAX on the CPU")
 @pytest.mark.parametrize("env, expected", [
   ({}, f"{TUNABLE}=1"),
   ({"GLIBC_TUNABLES": f"{TUNABLE}=0"}, f"{TUNABLE}=0"),
+  ({"JAX_PLATFORMS": "cuda"}, ""),  # where JAX would compute on a GPU: not measured, not set
 ])
 def test_a_command_runs_once_with_the_setting(tmp_path, env, expected):
   # A --config file runs inside the command: it reports the environment the command got,
@@ -64,8 +62,8 @@ def test_a_command_runs_once_with_the_setting(tmp_path, env, expected):
   assert seen.read_text() == expected + "\n"
 
 
-def test_importing_jaxseg_changes_nothing(tmp_path):
-  result = _run(["-c", "import os, jaxseg; print(os.environ.get('GLIBC_TUNABLES'))"],
+def test_a_program_that_imports_jaxseg_is_left_alone(tmp_path):
+  result = _run(["-c", "import os, jaxseg.train; print(os.environ.get('GLIBC_TUNABLES'))"],
                 tmp_path)
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "None"

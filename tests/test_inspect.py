@@ -1,4 +1,5 @@
-"""jaxseg.inspect: variable counts as README's table gives them, FLOPs as the bench measures."""
+"""jaxseg.inspect: variable counts as docs/models.md's table gives them, FLOPs as the bench
+measures."""
 
 import re
 from pathlib import Path
@@ -11,14 +12,14 @@ from jaxseg.bench import steps as bench
 from jaxseg.config import Config
 from jaxseg.models import MODELS
 
-README = Path(__file__).parent.parent / "README.md"
-# README's Parameters table: backbone, its encoder's variables, the U-Net's.
+MODELS_PAGE = Path(__file__).parent.parent / "docs" / "models.md"
+# The page's parameter table: backbone, Keras's encoder variables, the port's, the U-Net's.
 ROW = re.compile(r"^\| (\w+)[^|]*\|[^|]*\| ([\d,-]+) \| ([\d,]+) \|$")
 
 
-def readme_counts() -> dict[str, tuple[int | None, int]]:
+def documented_counts() -> dict[str, tuple[int | None, int]]:
   counts = {}
-  for line in README.read_text().splitlines():
+  for line in MODELS_PAGE.read_text().splitlines():
     match = ROW.match(line)
     if match and match[1] in MODELS:
       encoder = None if match[2] == "-" else int(match[2].replace(",", ""))
@@ -27,15 +28,15 @@ def readme_counts() -> dict[str, tuple[int | None, int]]:
   return counts
 
 
-def test_readme_lists_every_model():
-  assert set(readme_counts()) == set(MODELS)
+def test_the_models_page_lists_every_model():
+  assert set(documented_counts()) == set(MODELS)
 
 
 # The small ones: building DenseNet121 or EfficientNetB2, even abstractly, is slow on 2 cores.
 @pytest.mark.parametrize("backbone", ["unet", "mobilenet", "vgg19"])
-def test_variable_counts_equal_readme(backbone):
+def test_variable_counts_equal_the_models_page(backbone):
   network = inspect.abstract_network(Config(backbone=backbone, unet_filters=64))
-  encoder, total = readme_counts()[backbone]
+  encoder, total = documented_counts()[backbone]
   assert inspect.variable_count(network) == total
   if encoder is not None:
     assert inspect.variable_count(network.encoder) == encoder

@@ -10,8 +10,8 @@ import pytest
 from jaxseg import predict
 from jaxseg.errors import DataError
 from jaxseg.outputs import MANIFEST, OutputFolder
-from tests.test_files import png_header_only
-from tests.test_prepare import assert_one_line_error, make_masks
+from tests.support.commands import assert_one_line_error, run_command
+from tests.support.images import png_header_only
 
 
 def snapshot(folder: Path) -> dict:
@@ -103,18 +103,18 @@ def test_make_masks_never_writes_over_its_inputs(tmp_path, out):
   for name in ("a.png", "b.png"):
     cv2.imwrite(str(masks / name), np.zeros((32, 32), np.uint8))
   before = snapshot(tmp_path)
-  error = one_line_error(make_masks(images, tmp_path / out, "--truth", masks))
+  error = one_line_error(run_command("make_masks", images, tmp_path / out, "--truth", masks))
   assert f"{tmp_path / out}: the output folder is the input folder" in error
   assert snapshot(tmp_path) == before
 
 
 def test_make_masks_runs_again_into_its_own_folder_only(tmp_path):
   images = smears(tmp_path / "images", ["a.png", "b.png"])
-  assert make_masks(images, tmp_path / "otsu").returncode == 0
-  assert make_masks(images, tmp_path / "otsu").returncode == 0  # its own masks: replaced
+  assert run_command("make_masks", images, tmp_path / "otsu").returncode == 0
+  assert run_command("make_masks", images, tmp_path / "otsu").returncode == 0  # its own masks: replaced
   (tmp_path / "hand").mkdir()
   (tmp_path / "hand" / "b.png").write_text("drawn by hand")
-  error = one_line_error(make_masks(images, tmp_path / "hand"))
+  error = one_line_error(run_command("make_masks", images, tmp_path / "hand"))
   assert "hand/b.png: exists and no jaxseg command wrote it" in error
   assert sorted(p.name for p in (tmp_path / "hand").iterdir()) == ["b.png"]
 
@@ -122,7 +122,7 @@ def test_make_masks_runs_again_into_its_own_folder_only(tmp_path):
 def test_make_masks_huge_image_is_one_line_before_any_output(tmp_path):
   images = smears(tmp_path / "images", ["a.png"])
   (images / "b.png").write_bytes(png_header_only(12000, 10000))
-  error = one_line_error(make_masks(images, tmp_path / "out"))
+  error = one_line_error(run_command("make_masks", images, tmp_path / "out"))
   assert "b.png: image is 12000x10000, more than 100,000,000 pixels" in error
   assert not (tmp_path / "out").exists()  # every header is read before any output
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxseg import predict, train
+from jaxseg import predict, tiling, train
 from jaxseg.data.enhance import Enhance
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.masks import target_mask
@@ -90,10 +90,10 @@ def test_tiles_blend_back_into_the_image(shape):
 
 
 def test_tiling_covers_the_image_at_the_training_scale():
-  assert predict._tile_starts(32, 32) == [0]
-  assert predict._tile_starts(80, 32) == [0, 16, 32, 48]
-  assert predict._tile_starts(75, 64) == [0, 11]
-  assert predict._window(8).min() > 0
+  assert tiling.tile_starts(32, 32) == [0]
+  assert tiling.tile_starts(80, 32) == [0, 16, 32, 48]
+  assert tiling.tile_starts(75, 64) == [0, 11]
+  assert tiling.blend_window(8).min() > 0
   # Trained on 256-pixel images at 64: a 512-pixel image is seen at 128 pixels, then resized back.
   image = np.full((512, 512, 3), 200, np.uint8)
   [blended] = fake_model(64, [256, 256]).probabilities([image], tiled=True)

@@ -3,13 +3,12 @@ split, reruns skip."""
 
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
+from jaxseg import reproduce
 from jaxseg.config import Config
 from jaxseg.data.synthetic import write_synthetic
-from jaxseg import reproduce
 from jaxseg.errors import JaxsegError
 
 METHODS, TARGETS = ("unet", "mobilenet"), ("cytoplasm", "nuclei")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxseg import tensorboard
-from tests.helpers import train_summary, write_folder
+from tests.support.helpers import train_summary, write_folder
 
 
 def read_events(folder) -> list:

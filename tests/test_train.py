@@ -4,11 +4,17 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from flax import nnx
 
-from jaxseg import evaluate, train, training
-from tests.helpers import train_summary, write_folder
+from jaxseg import evaluate, loop, train
+from jaxseg.config import Config
+from jaxseg.inference import TrainedModel
+from jaxseg.models import build_model
+from tests.support.helpers import train_summary, write_folder
 
 TINY = ["--image-size", "32", "--unet-filters", "4", "--batch-size", "2", "--loader", "plain",
         "--preset", "quick"]
@@ -63,6 +69,23 @@ def test_evaluate_reproduces_summary(straight, capsys):
   assert result["best_epoch"] == summary["best_epoch"]
 
 
+def test_a_checkpoint_restores_with_orbax_alone(straight):
+  """The best checkpoint's model item is a plain Orbax checkpoint of the network's nnx.State:
+  Orbax restores it into the abstract state (docs/architecture.md's snippet), equal to what
+  jaxseg restores."""
+  workdir, _ = straight
+  config = Config.from_dict(json.loads((workdir / "config.json").read_text())["config"])
+  graph, abstract = nnx.split(nnx.eval_shape(lambda: build_model(config)))
+  (checkpoint,) = (workdir / "checkpoints" / "best").iterdir()
+  state = ocp.StandardCheckpointer().restore(checkpoint.resolve() / "model", abstract)
+  model = nnx.merge(graph, state)
+  trained = TrainedModel(workdir)
+  ours = nnx.state(trained.network())
+  assert jax.tree.structure(nnx.state(model)) == jax.tree.structure(ours)
+  for theirs, mine in zip(jax.tree.leaves(nnx.state(model)), jax.tree.leaves(ours), strict=True):
+    np.testing.assert_array_equal(np.asarray(theirs), np.asarray(mine))
+
+
 def test_same_seed_gives_the_same_summary(data, straight, tmp_path):
   _, first = straight
   second = run_train(data, tmp_path / "again", "--epochs", "2")
@@ -78,7 +101,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(data, straight, tmp
   def interrupt(message):  # Ctrl-C just after epoch 1's checkpoint is written
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(training.tqdm, "write", interrupt)
+  monkeypatch.setattr(loop.tqdm, "write", interrupt)
   with pytest.raises(SystemExit) as exit_info:
     run_train(data, workdir, "--epochs", "2")
   assert exit_info.value.code == 2
@@ -105,7 +128,7 @@ def test_ctrl_c_swallowed_by_a_finaliser_still_stops_training(data, tmp_path, mo
     def __del__(self):
       raise KeyboardInterrupt
 
-  monkeypatch.setattr(training.tqdm, "write", lambda message: Finaliser())  # after epoch 1
+  monkeypatch.setattr(loop.tqdm, "write", lambda message: Finaliser())  # after epoch 1
   with pytest.raises(SystemExit) as exit_info:
     run_train(data, tmp_path / "run", "--epochs", "3")
   assert exit_info.value.code == 2

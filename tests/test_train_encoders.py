@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from jaxseg import engine, evaluate
-from jaxseg.models import build_model
+from jaxseg.inference import TrainedModel
 from jaxseg.models.backbones import ENCODERS
-from jaxseg.run import RunFolder
-from jaxseg.trained import TrainedModel
+from jaxseg.platform import resolve_kernels
+from jaxseg.run_folder import RunFolder
 from jaxseg.weights import keras_layer_weights
 from jaxseg.weights.store import save_weights
-from tests.helpers import train_summary, write_folder
-from tests.keras_reference import randomized_keras_model
+from tests.support.helpers import train_summary, write_folder
+from tests.support.keras_reference import randomized_keras_model
 
 TINY = ["--image-size", "32", "--batch-size", "2", "--epochs", "1", "--loader", "plain",
         "--preset", "quick"]
@@ -63,9 +63,9 @@ def test_frozen_encoder_keeps_converted_weights(data, tmp_path):
   run = RunFolder(workdir)
   config, _ = run.read_config()
   # Seeded by config.seed and loaded from config.weights, as training's was.
-  _, before = engine.build(config, build_model(config))
-  after, _ = run.restore("best", before.replace(opt_state=None))
-  run.close()
+  _, before = engine.build(config, resolve_kernels(config.kernels))
+  after, _ = run.checkpoints.restore("best", before.replace(opt_state=None))
+  run.checkpoints.close()
   for kind in ("params", "model_state"):  # weights; BatchNorm statistics
     encoder_before, decoder_before = encoder_leaves(getattr(before, kind))
     encoder_after, decoder_after = encoder_leaves(getattr(after, kind))
@@ -90,11 +90,11 @@ def test_evaluate_and_predict_equal_training_with_imagenet_rescale(data, tmp_pat
 
   trained = TrainedModel(workdir)
   config = trained.config
-  model, state = engine.build(config, build_model(config))  # as training built it
+  model, state = engine.build(config, resolve_kernels(config.kernels))  # as training built it
   steps = engine.Steps(model, config.augment, config.batch_size)
   run = RunFolder(workdir)
-  state, _ = run.restore("best", steps.place(state.replace(opt_state=None)))
-  run.close()
+  state, _ = run.checkpoints.restore("best", steps.place(state.replace(opt_state=None)))
+  run.checkpoints.close()
   scale = np.asarray(trained.network().encoder.input_scale[...])
   np.testing.assert_allclose(scale, [1 / math.sqrt(s) for s in (0.229, 0.224, 0.225)], rtol=1e-6)
   images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)

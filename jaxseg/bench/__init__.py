@@ -3,7 +3,3 @@ libraries (`steps`, `peers`, `timing`); ``python -m jaxseg.bench.epoch`` times w
 epochs (data, steps, BatchNorm statistics, validation, checkpoints) beside the same epochs in
 segmentation_models_pytorch; ``python -m jaxseg.bench.pipeline`` times the input pipeline;
 ``python -m jaxseg.bench.profile`` traces a train step and ranks XLA's operations."""
-
-from jaxseg.bench.steps import main
-
-__all__ = ["main"]

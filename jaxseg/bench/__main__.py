@@ -1,3 +1,5 @@
-from jaxseg.bench.steps import main
+"""``python -m jaxseg.bench``: the step benchmark (`jaxseg.bench.steps`)."""
 
-main()
+from jaxseg.cli import run_command
+
+run_command("jaxseg.bench.steps")

@@ -3,7 +3,7 @@
 What a user waits for, not one step: each backbone trains on the preset's built-in synthetic
 images (``--preset quick`` by default, any setting flag of ``python -m jaxseg.train`` on top)
 through the functions `jaxseg.train` runs, not copies of them. Per epoch, each phase timed
-apart: the training pass (`jaxseg.training.train_epoch`: batches, augmentation, the jitted
+apart: the training pass (`jaxseg.loop.train_epoch`: batches, augmentation, the jitted
 step), BatchNorm statistics (`Steps.recompute_statistics`, with ``batchnorm_statistics``
 ``recomputed``), validation (`evaluate_loader`), and the checkpoints (`save_epoch`: the
 latest, and the best where validation Dice improved) into a temporary run folder. Training
@@ -26,6 +26,11 @@ scales). smp has no BatchNorm statistics phase: it evaluates with running averag
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import argparse
 import contextlib
 import datetime
@@ -46,13 +51,15 @@ from jaxseg import engine, flags
 from jaxseg.bench.peers import load_peers
 from jaxseg.bench.steps import _names, environment, record_row
 from jaxseg.bench.timing import turn_order
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
-from jaxseg.data.sources import data_splits
-from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
-from jaxseg.models import MODELS, build_model
-from jaxseg.run import RunFolder
-from jaxseg.training import make_loaders, save_epoch, train_and_validate
+from jaxseg.datasets import data_splits
+from jaxseg.errors import JaxsegError, refuse_existing
+from jaxseg.loop import make_loaders, save_epoch, train_and_validate
+from jaxseg.models import MODELS
+from jaxseg.platform import resolve_kernels
+from jaxseg.run_folder import RunFolder
 
 PHASES = ("train_s", "statistics_s", "validation_s", "checkpoint_s")
 PEER_CHOICES = ("smp",)
@@ -88,7 +95,7 @@ def jaxseg_epochs(config: Config, loaders: dict) -> Iterator[dict]:
   """`jaxseg.train`'s loop, one epoch per item, each phase timed; the first compiles. Each
   epoch ends when its checkpoint files are written, so that no writing of ours runs into the
   peer's turn."""
-  model, state = engine.build(config, build_model(config))
+  model, state = engine.build(config, resolve_kernels(config.kernels))
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.place(state)
   key = jax.random.key(config.seed)
@@ -103,12 +110,12 @@ def jaxseg_epochs(config: Config, loaders: dict) -> Iterator[dict]:
                                                              config, show=False)
         saving = time.perf_counter()
         improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice)
-        run.wait()
+        run.checkpoints.wait()
         end = time.perf_counter()
         yield {**seconds, "checkpoint_s": end - saving, "epoch_s": end - start,
                "saves": 1 + improved, "train_loss": train_loss, "val_dice": val["dice"]}
     finally:
-      run.close()
+      run.checkpoints.close()
 
 
 def peer_epochs(peer, config: Config, loaders: dict, count: int) -> Iterator[dict]:
@@ -240,7 +247,7 @@ def print_row(row: dict, peers: list[str]) -> None:
   print(line, flush=True)
 
 
-@cli
+@command
 def main(argv=None) -> dict:
   args = parse_args(argv)
   refuse_existing("--json", args.json, "jaxseg.bench.epoch")
@@ -251,6 +258,3 @@ def main(argv=None) -> dict:
     print(f"jaxseg.bench.epoch: wrote {args.json}")
   return result
 
-
-if __name__ == "__main__":
-  main()

@@ -12,6 +12,11 @@ the disk. The stages of one `decode_example`, timed alone, show where a first ep
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import argparse
 import collections
 import datetime
@@ -26,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import default_cache_dir
 from jaxseg.data import synthetic
 from jaxseg.data.enhance import Enhance
@@ -33,7 +39,7 @@ from jaxseg.data.files import read_image
 from jaxseg.data.folder import find_examples
 from jaxseg.data.masks import TARGETS, check_mask_values, target_mask
 from jaxseg.data.pipeline import Loader, import_tensorflow, tensorflow_available
-from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
+from jaxseg.errors import JaxsegError, refuse_existing
 
 PAGE_CACHE = "warm: every file was read once before timing"
 WARM_UP = "a 2-image Loader of each kind ran first: process start-up is not timed"
@@ -227,7 +233,7 @@ def print_report(report: dict) -> None:
     print(f"  {name:24s}{ms:7.2f} ms")
 
 
-@cli
+@command
 def main(argv=None) -> None:
   args = parse_args(argv)
   refuse_existing("--json", args.json, "jaxseg.bench.pipeline")
@@ -242,6 +248,3 @@ def main(argv=None) -> None:
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.json}")
 
-
-if __name__ == "__main__":
-  main()

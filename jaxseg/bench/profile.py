@@ -8,10 +8,15 @@ steps' wall time beside the time at least one operation ran (the rest is host wo
 and waiting); and per step the process's user and system CPU seconds, minor page faults and
 threads. Settings are the preset's (``quick`` unless ``--preset``) with any setting flag of
 `jaxseg.train` on top (``--backbone vgg19 --batch-size 8``); augmentation is part of the step
-as in training. Method and results: docs/cpu-performance.md.
+as in training. Method and results: docs/performance.md.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
 
 import argparse
 import collections
@@ -25,12 +30,14 @@ from pathlib import Path
 
 import jax
 
-from jaxseg import engine, flags
+from jaxseg import flags
 from jaxseg.bench.peers import PeerUnavailable, load_peer
 from jaxseg.bench.steps import jaxseg_steps, random_batch
-from jaxseg.config import Config, enable_compilation_cache
+from jaxseg.cli import ArgumentParser, command
+from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
-from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
+from jaxseg.errors import JaxsegError, refuse_existing
+from jaxseg.platform import compiler_options, resolve_kernels
 
 
 def thread_names() -> collections.Counter:
@@ -145,7 +152,8 @@ def profile(config: Config, steps: int, warmup: int) -> dict:
     "environment": {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
                     "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                    "compiler_options": engine.compiler_options(),
+                    "kernels": resolve_kernels(config.kernels),
+                    "compiler_options": compiler_options(resolve_kernels(config.kernels)),
                     "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")},
     "first_call": first_call,  # compile (or compilation cache) and the first step
     "steps": per_step,
@@ -234,7 +242,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-@cli
+@command(compilation_cache=True)
 def main(argv=None) -> dict:
   args = parse_args(argv)
   refuse_existing("--json", args.json, "jaxseg.bench.profile")
@@ -243,7 +251,6 @@ def main(argv=None) -> dict:
   # Random weights: the time of a step does not depend on their values.
   config = flags.apply(get_preset(args.preset), flags.overrides(args)).replace(weights="none")
   config.validate()
-  enable_compilation_cache()
   peer = smp_peer(config) if args.peer else None
   result = profile(config, args.steps, args.warmup)
   result["convolution_ms"] = convolution_ms(result)
@@ -258,6 +265,3 @@ def main(argv=None) -> dict:
     print(f"\njaxseg.bench.profile: wrote {args.json}")
   return result
 
-
-if __name__ == "__main__":
-  main()

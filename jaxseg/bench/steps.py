@@ -14,6 +14,11 @@ machine, a CPU that throttles) slows both sides of a ratio alike.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
+
 import argparse
 import datetime
 import gc
@@ -39,11 +44,14 @@ from jaxseg.bench.timing import (
   peak_memory_bytes,
   round_ratio,
   steps_per_second,
+  xla_flops,
 )
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import COMPUTE_DTYPES, Config
 from jaxseg.data.augment import Augment
-from jaxseg.errors import ArgumentParser, JaxsegError, cli, refuse_existing
-from jaxseg.models import DECODERS, MODELS, build_model
+from jaxseg.errors import JaxsegError, refuse_existing
+from jaxseg.models import DECODERS, MODELS
+from jaxseg.platform import compiler_options, resolve_kernels
 
 NO_AUGMENT = Augment(rotate_prob=0.0, hflip_prob=0.0, vflip_prob=0.0, scale_prob=0.0)
 PRECISIONS = tuple(COMPUTE_DTYPES)
@@ -60,17 +68,32 @@ def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.nd
 def jaxseg_steps(config: Config, images: np.ndarray, masks: np.ndarray) -> tuple:
   """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them,
   the placed state and each step's inputs: the arguments of `jitted_program`."""
-  model, state = engine.build(config, build_model(config))
+  model, state = engine.build(config, resolve_kernels(config.kernels))
   steps = engine.Steps(model, config.augment, config.batch_size)
   images, masks = steps.batch(images, masks)
   key = jax.random.key(config.seed)
   return (steps.train, steps.probabilities, steps.place(state), (images, masks, key), (images,))
 
 
+def portable_flops(config: Config, images: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
+  """FLOPs of one train step and one probability step of ``config`` on these batches, by XLA's
+  cost analysis of the steps with the portable kernels (`jaxseg.models.kernels`), the same on
+  every backend: the CPU forms compute the same, some with a loop over kernel taps, whose body
+  the analysis counts once. Lowered from shapes alone: nothing is initialised or compiled."""
+  model, state = engine.build(config, "xla", abstract=True)
+  steps = engine.Steps(model, config.augment, config.batch_size)
+  state = steps.placement(state)
+  images, masks = steps.batch(images, masks)
+  key = jax.random.key(config.seed)
+  return (xla_flops(steps.train.lower(state, images, masks, key)),
+          xla_flops(steps.probabilities.lower(state, images)))
+
+
 def jaxseg_program(config: Config, images: np.ndarray, masks: np.ndarray) -> Program:
   """The engine's train and probability steps for ``config``, compiled and called once, with
   the devices' peak memory after those calls (before any peer allocates on them)."""
-  program = jitted_program(*jaxseg_steps(config, images, masks), config.batch_size)
+  program = jitted_program(*jaxseg_steps(config, images, masks), config.batch_size,
+                           portable_flops(config, images, masks))
   program.fields["peak_memory_bytes"] = peak_memory_bytes()
   return program
 
@@ -191,7 +214,9 @@ def environment(peer_versions: dict) -> dict:
     # Allocator and compiler settings, which both libraries in this process run under.
     "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    "compiler_options": engine.compiler_options(),  # jaxseg's steps'
+    # jaxseg's steps', in the kernels a bench run resolves for this platform
+    "kernels": resolve_kernels("auto"),
+    "compiler_options": compiler_options(resolve_kernels("auto")),
   }
 
 
@@ -288,7 +313,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   return args
 
 
-@cli
+@command
 def main(argv=None) -> dict:
   args = parse_args(argv)
   refuse_existing("--json", args.json, "jaxseg.bench")
@@ -302,6 +327,3 @@ def main(argv=None) -> dict:
     print(f"jaxseg.bench: wrote {args.json}")
   return result
 
-
-if __name__ == "__main__":
-  main()

@@ -8,15 +8,12 @@ ended by waiting for its last result; the programs compared take turns, run by r
 from __future__ import annotations
 
 import dataclasses
-import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-
-from jaxseg.models.layers import reference_ops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +45,6 @@ def steps_per_second(step: Callable[[], Any], sync: Callable[[Any], Any], timing
     sync(step())
   seconds = [run_seconds(step, sync, timing.steps) for _ in range(timing.repeats)]
   return timing.steps / statistics.median(seconds)
-
-
-def model_flops(jitted, *args) -> float | None:
-  """FLOPs of ``jitted(*args)`` by XLA's cost analysis of the models' reference operations
-  (`jaxseg.models.layers.reference_ops`), the same on every backend: on a CPU some layers
-  loop over kernel taps, and the analysis counts a loop's body once."""
-  fresh = jax.jit(functools.partial(jitted.__wrapped__))  # traced anew, not from jitted's cache
-  with reference_ops():
-    return xla_flops(fresh.lower(*args))
 
 
 def xla_flops(stage) -> float | None:
@@ -164,7 +152,8 @@ def round_ratio(ours: dict, theirs: dict, phase: str) -> float:
 
 
 def jitted_program(train, infer, state, train_inputs: tuple, infer_inputs: tuple,
-                   batch_size: int) -> Program:
+                   batch_size: int, flops: tuple[float | None, float | None] | None = None
+                   ) -> Program:
   """Two jitted steps as a `Program`, compiled ahead (`compile_costs`) and called once each.
 
   ``train(state, *train_inputs)`` returns ``(state, aux)`` and may donate ``state``;
@@ -172,7 +161,7 @@ def jitted_program(train, infer, state, train_inputs: tuple, infer_inputs: tuple
   ahead, so the first call runs one without compiling again: a training run's first step
   costs ``lower_s + compile_s + first_call_s``.
   """
-  costs = compile_costs(train, infer, state, train_inputs, infer_inputs, batch_size)
+  costs = compile_costs(train, infer, state, train_inputs, infer_inputs, batch_size, flops)
 
   def train_once():
     nonlocal state
@@ -187,15 +176,17 @@ def jitted_program(train, infer, state, train_inputs: tuple, infer_inputs: tuple
 
 
 def compile_costs(train, infer, state, train_inputs: tuple, infer_inputs: tuple,
-                  batch_size: int) -> dict:
+                  batch_size: int, flops: tuple[float | None, float | None] | None = None
+                  ) -> dict:
   """Lower and compile both steps of `jitted_program` ahead of time: the times it took, FLOPs
-  per image (`model_flops`), and XLA's memory estimate of one train step."""
+  per image, and XLA's memory estimate of one train step. FLOPs are XLA's cost analysis of the
+  lowered steps, or ``flops`` (train, inference) where the steps' own count would be wrong (a
+  loop's body is counted once: `jaxseg.bench.steps.portable_flops`)."""
   lowered, lower_s = timed(lambda: train.lower(state, *train_inputs))
   compiled, compile_s = timed(lowered.compile)
   infer_lowered = infer.lower(state, *infer_inputs)
   _, infer_compile_s = timed(infer_lowered.compile)
-  train_flops = model_flops(train, state, *train_inputs)
-  infer_flops = model_flops(infer, state, *infer_inputs)
+  train_flops, infer_flops = flops or (xla_flops(lowered), xla_flops(infer_lowered))
   return {
     "lower_s": lower_s,
     "compile_s": compile_s,

@@ -1,6 +1,6 @@
 """A run that finishes in minutes on a 2-core CPU: fewer, smaller images and a narrower U-Net.
 
-Why its learning rate and BatchNorm image count are what they are: docs/training-measurements.md.
+Why its learning rate and BatchNorm image count are what they are: docs/training.md.
 """
 
 from jaxseg.config import Config

@@ -203,7 +203,8 @@ class Loader:
 
 def _without_autotune(tf):
   """tf.data options without its autotuning thread: deleting an iterator that lived through a
-  training epoch waited 7 to 39 s for that thread to wake (TensorFlow 2.21, 2-core CPU)."""
+  training epoch waits for that thread to wake, seconds after each epoch on a small CPU ("The
+  input pipeline" in docs/performance.md)."""
   options = tf.data.Options()
   options.autotune.enabled = False
   return options

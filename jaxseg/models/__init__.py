@@ -1,27 +1,26 @@
-"""Models by name, and the one factory that builds them: `build_model(config)`.
+"""Models by name, and the one factory that builds them: `build_model(config, kernels=...)`.
 
 ``unet`` is the paper's plain U-Net; every other name is a U-Net decoder on a ported Keras
-encoder of `jaxseg.models.backbones` (their family, one name each).
+encoder of `jaxseg.models.backbones` (`jaxseg.models.registry` names them all).
 """
 
 from __future__ import annotations
 
 from flax import nnx
 
-from jaxseg.config import Config
+from jaxseg.models import kernels as _kernels
 from jaxseg.models.backbones import ENCODERS, create_encoder, encoder_class
-from jaxseg.models.unet import DECODER_FILTERS, DECODERS, PaperEncoder, UNet
+from jaxseg.models.registry import DECODERS, MODELS
+from jaxseg.models.unet import DECODER_FILTERS, PaperEncoder, UNet
 
-MODELS = ("unet", *ENCODERS)
 
-
-def build_model(config: Config, *, load_weights: bool = True) -> UNet:
-  """The network of ``config``, initialised from ``config.seed``; with ``load_weights``, the
-  encoder weights that ``config.weights`` names are loaded into it.
+def build_model(config, *, kernels: str = "xla") -> UNet:
+  """The network of ``config`` (a `jaxseg.config.Config`), initialised at random from
+  ``config.seed``, its layers in the forms of ``kernels`` (`jaxseg.models.kernels`).
 
   Everything that shapes the network comes from ``config``, so the config a run folder saves
-  rebuilds the network it trained; evaluation and prediction then restore the checkpoint's
-  variables into it (``load_weights=False``).
+  rebuilds the network it trained; pretrained encoder weights and checkpoints are loaded into
+  it by the callers (`jaxseg.engine`). Under ``nnx.eval_shape`` no initialiser runs.
   """
   rngs = nnx.Rngs(params=config.seed)
   dtype = config.compute_dtype
@@ -37,11 +36,7 @@ def build_model(config: Config, *, load_weights: bool = True) -> UNet:
   for _, module in nnx.iter_modules(model):
     if isinstance(module, nnx.BatchNorm):
       module.momentum = config.batchnorm_momentum
-  if load_weights and config.backbone != "unet":
-    from jaxseg.weights.store import load_encoder_weights  # it imports the ports
-
-    load_encoder_weights(model.encoder, config)
-  return model
+  return _kernels.use(model, kernels)
 
 
 __all__ = ["DECODERS", "ENCODERS", "MODELS", "UNet", "build_model", "create_encoder",

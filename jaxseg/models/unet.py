@@ -17,14 +17,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxseg.models import layers
+from jaxseg.models.registry import DECODERS, UNET_DEPTHS
 
 # segmentation_models' decoder widths, of both decoders on an encoder.
 DECODER_FILTERS = (256, 128, 64, 32, 16)
-# How each decoder block doubles the resolution: the paper's 2x2 transposed conv (its Figure 3),
-# or segmentation_models' nearest upsampling.
-DECODERS = ("paper", "smp")
 PRIOR = 0.1  # initial probability of the target at every pixel
-UNET_DEPTHS = (5, 4)  # the plain U-Net's poolings: the paper's, the classic U-Net's
 
 
 class DoubleConv(nnx.Module):

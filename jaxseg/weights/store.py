@@ -78,7 +78,7 @@ def load_encoder_weights(encoder, config) -> None:
   weights are asked for but have not been converted."""
   path = weights_file(config)
   if path is None:
-    if config.weights == "imagenet":
+    if config.weights == "imagenet" and config.backbone != "unet":
       warnings.warn(
         f"no converted ImageNet weights for {config.backbone} at "
         f"{imagenet_weights_path(config.cache_path, config.backbone)}; training from random "

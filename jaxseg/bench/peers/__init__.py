@@ -10,6 +10,7 @@ returning its train and inference steps as a `jaxseg.bench.timing.Program`, call
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from types import ModuleType
 
@@ -20,7 +21,10 @@ PEERS = {
 
 
 def load_peer(name: str) -> ModuleType:
-  """The peer's module; raises `PeerUnavailable` where its libraries do not import."""
+  """The peer's module; raises `PeerUnavailable` where its libraries do not import. Keras is
+  asked for its JAX backend first: Keras reads the setting when it is first imported."""
+  if name == "keras":
+    os.environ.setdefault("KERAS_BACKEND", "jax")
   try:
     return importlib.import_module(PEERS[name])
   except Exception as error:  # a broken install fails in many ways, not only ImportError

@@ -14,19 +14,19 @@ and both steps go through the same `jaxseg.bench.timing.jitted_program` as jaxse
 
 from __future__ import annotations
 
-import os
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
 
-os.environ["KERAS_BACKEND"] = "jax"  # must precede the first import of keras
+from jaxseg.bench.timing import Program, jitted_program
+from jaxseg.models.backbones import ENCODERS, encoder_class
+from jaxseg.models.unet import DECODER_FILTERS
+from jaxseg.weights import keras_application
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxseg.bench.timing import Program, jitted_program  # noqa: E402
-from jaxseg.models.backbones import ENCODERS, encoder_class  # noqa: E402
-from jaxseg.models.unet import DECODER_FILTERS  # noqa: E402
-from jaxseg.weights import keras_application  # noqa: E402
+if keras.backend.backend() != "jax":  # `jaxseg.bench.peers.load_peer` asks for it
+  raise ImportError(f"Keras runs on its {keras.backend.backend()} backend; the peer needs "
+                    "KERAS_BACKEND=jax before Keras is first imported")
 
 if keras.backend.backend() != "jax":
   raise ImportError(f"keras was imported with the {keras.backend.backend()!r} backend first; "

@@ -16,13 +16,10 @@ from jaxseg.models.backbones.mobilenet import MobileNet
 from jaxseg.models.backbones.resnet import ResNet50
 from jaxseg.models.backbones.vgg import VGG19
 
-# In the paper's order (Tables 1 and 2).
+# By the names of `jaxseg.models.registry.ENCODERS`, which are the Keras applications'.
 ENCODERS: dict[str, type[KerasEncoder]] = {
-  "vgg19": VGG19,
-  "resnet50": ResNet50,
-  "mobilenet": MobileNet,
-  "efficientnetb2": EfficientNetB2,
-  "densenet121": DenseNet121,
+  port.keras_application.lower(): port
+  for port in (VGG19, ResNet50, MobileNet, EfficientNetB2, DenseNet121)
 }
 
 

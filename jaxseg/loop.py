@@ -26,11 +26,12 @@ from jaxseg.data.folder import Splits
 from jaxseg.data.masks import NUCLEUS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
-from jaxseg.data.sources import TFDS_PREFIX, data_splits, recorded_splits
-from jaxseg.errors import JaxsegError, raise_lost_interrupt
+from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
+from jaxseg.errors import JaxsegError
+from jaxseg.interrupts import raise_pending
 from jaxseg.metrics import confusion_counts, scores
-from jaxseg.models import build_model
-from jaxseg.run import RunFolder
+from jaxseg.platform import resolve_kernels
+from jaxseg.run_folder import RunFolder
 from jaxseg.tensorboard import EpochWriter
 from jaxseg.weights.store import describe_weights
 
@@ -69,11 +70,11 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -
                       f"{config.image_size}x{config.image_size} ({config.precision}); lower "
                       "--batch-size or --image-size") from None
   except BaseException:
-    if not resume and not run.has_checkpoint("latest"):
+    if not resume and not run.checkpoints.has("latest"):
       run.discard(created)
     raise
   finally:
-    run.close()
+    run.checkpoints.close()
 
 
 def _check_unchanged(run: RunFolder, config: Config) -> None:
@@ -176,14 +177,14 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
   loaders = make_loaders(config, splits)
   check_target_present(loaders["train"], config.target)
   weights = describe_weights(config)
-  model, state = engine.build(config, build_model(config))
+  model, state = engine.build(config, resolve_kernels(config.kernels))
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.place(state)
   key = jax.random.key(config.seed)
 
   first_epoch, best_dice, history = 1, -1.0, []
-  if resume and run.has_checkpoint("latest"):
-    state, meta = run.restore("latest", state)
+  if resume and run.checkpoints.has("latest"):
+    state, meta = run.checkpoints.restore("latest", state)
     first_epoch, best_dice = meta["epoch"] + 1, meta["best_dice"]
     history = run.read_metrics(up_to_epoch=meta["epoch"])
     run.rewrite_metrics(history)
@@ -219,7 +220,7 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
                f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
 
   board.close()
-  best, best_meta = run.restore("best", state.replace(opt_state=None))
+  best, best_meta = run.checkpoints.restore("best", state.replace(opt_state=None))
   state = state.replace(params=best.params, model_state=best.model_state)
   test = evaluate_loader(steps, state, loaders["test"])
   summary = {
@@ -277,8 +278,8 @@ def save_epoch(run: RunFolder, epoch: int, state, dice: float, best_dice: float)
   best_dice = max(best_dice, dice)
   meta = {"epoch": epoch, "best_dice": best_dice}
   if improved:
-    run.save("best", epoch, state.replace(opt_state=None), meta)
-  run.save("latest", epoch, state, meta)
+    run.checkpoints.save("best", epoch, state.replace(opt_state=None), meta)
+  run.checkpoints.save("latest", epoch, state, meta)
   return improved, best_dice
 
 
@@ -293,7 +294,7 @@ def train_epoch(steps: engine.Steps, state, loader: Loader, epoch: int, key, con
   with tqdm(total=count * config.batch_size, desc=f"epoch {epoch}/{config.epochs}", unit="img",
             leave=False, disable=not show) as bar:
     for step, (images, masks) in enumerate(batches, 1):
-      raise_lost_interrupt()
+      raise_pending()
       state, metrics = steps.train(state, *steps.batch(images, masks), key)
       losses.append(metrics["loss"])  # stays on the device: no host round trip per step
       if step % PROGRESS_EVERY == 0 or step == count:

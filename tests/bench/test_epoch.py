@@ -8,7 +8,7 @@ import pytest
 from jaxseg.bench import epoch as bench
 from jaxseg.bench.peers import PeerUnavailable, load_peer
 from jaxseg.config import Config
-from jaxseg.data.sources import data_splits
+from jaxseg.datasets import data_splits
 
 # test_train's shapes (32 px, batch 2, 9 training images), so the compiled steps are shared.
 SETTINGS = {"image_size": 32, "unet_filters": 4, "batch_size": 2, "loader": "plain",

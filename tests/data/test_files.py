@@ -1,8 +1,6 @@
 """Image and mask files read as a viewer shows them, or refused in one line naming the file."""
 
 import os
-import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -13,10 +11,11 @@ from jaxseg.config import Config
 from jaxseg.data import files
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import check_mask_values
-from jaxseg.data.sources import data_splits
 from jaxseg.data.synthetic import write_synthetic
+from jaxseg.datasets import data_splits
 from jaxseg.errors import DataError
-from tests.helpers import write_folder
+from tests.support.helpers import write_folder
+from tests.support.images import png_header_only
 
 ORIENTATION = 0x0112  # the EXIF tag
 
@@ -120,14 +119,6 @@ def test_read_image_is_rgb(tmp_path):
   rgb[..., 0] = 200  # red
   cv2.imwrite(str(tmp_path / "red.bmp"), rgb[..., ::-1])
   np.testing.assert_array_equal(files.read_image(tmp_path / "red.bmp"), rgb)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-  """A PNG whose header declares ``width`` x ``height`` and whose pixels are cut short."""
-  header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-  chunk = b"IHDR" + header
-  return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk
-          + struct.pack(">I", zlib.crc32(chunk)) + struct.pack(">I", 1000) + b"IDAT" + b"\0" * 64)
 
 
 @pytest.mark.parametrize("size, expected", [

@@ -11,7 +11,7 @@ from jaxseg.data.folder import split_dataset, train_test_examples, with_validati
 from jaxseg.data.pipeline import Loader  # noqa: E402
 from jaxseg.data.tfds_builder import NAME, prepare, tfds_splits  # noqa: E402
 from jaxseg.errors import DataError  # noqa: E402
-from tests.helpers import write_folder  # noqa: E402
+from tests.support.helpers import write_folder  # noqa: E402
 
 COUNT = 10
 

@@ -1,6 +1,6 @@
 """A few train steps on fixed batches; parameters to an .npz (run by test_distributed.py).
 
-Usage: python -m tests.train_steps OUT.npz   (device count from XLA_FLAGS)
+Usage: python -m tests.support.train_steps OUT.npz   (device count from XLA_FLAGS)
 """
 
 import sys
@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxseg import engine
 from jaxseg.config import Config
-from jaxseg.models import build_model
+from jaxseg.platform import resolve_kernels
 
 
 def main(out: str) -> None:
@@ -18,7 +18,7 @@ def main(out: str) -> None:
   # +-lr, whichever way the rounding goes; the losses, compared too, carry no such noise.
   config = Config(unet_filters=4, image_size=32, batch_size=8, seed=3, learning_rate=1e-5,
                   weights="none")
-  model, state = engine.build(config, build_model(config))
+  model, state = engine.build(config, resolve_kernels(config.kernels))
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.place(state)
   rng = np.random.default_rng(0)

@@ -5,10 +5,6 @@ not by name; the tests write random weights in that format and read them as user
 read, through the application's own ``model.load_weights``.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import h5py
 import keras
@@ -21,20 +17,26 @@ from jaxseg.config import Config
 from jaxseg.errors import JaxsegError
 from jaxseg.models.backbones import create_encoder
 from jaxseg.weights import keras_application, keras_features
-from jaxseg.weights.store import (describe_weights, load_encoder_weights, read_weights,
-                                  save_weights)
-from tests.keras_reference import INPUT_SHAPE, max_relative_error, randomized_keras_model
+from jaxseg.weights.store import (
+  describe_weights,
+  load_encoder_weights,
+  read_weights,
+  save_weights,
+)
+from tests.support.commands import assert_one_line_error, run_command
+from tests.support.keras_reference import (
+  INPUT_SHAPE,
+  max_relative_error,
+  randomized_keras_model,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 # The names Keras downloads these weights under.
 KERAS_FILES = {"mobilenet": "mobilenet_1_0_224_tf_no_top.h5",
                "efficientnetb2": "efficientnetb2_notop.h5"}
 
 
 def convert(*args):
-  return subprocess.run([sys.executable, "-m", "jaxseg.convert_weights", *map(str, args)], cwd=REPO,
-                        capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "KERAS_BACKEND": "jax"})
+  return run_command("convert_weights", *args, timeout=600, env={"KERAS_BACKEND": "jax"})
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +79,6 @@ def test_converted_file_computes_what_keras_computes(name, keras_files, tmp_path
   expected = keras_features(reference_model, name, images)
   for stride, actual, reference in zip(encoder.feature_strides, encoder(images), expected):
     assert max_relative_error(np.asarray(actual), reference) <= 1e-4, f"{name} stride {stride}"
-
-
-def assert_one_line_error(result, *words):
-  assert result.returncode == 2
-  lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("jaxseg: error:"), result.stderr
-  for word in words:
-    assert word in lines[0]
 
 
 def test_missing_keras_file_is_one_line_and_exit_2(tmp_path):

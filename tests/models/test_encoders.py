@@ -7,9 +7,19 @@ import pytest
 from flax import nnx
 
 from jaxseg.models.backbones import ENCODERS, create_encoder, encoder_class
-from jaxseg.weights import (WeightsMismatchError, keras_application, keras_features,
-                            keras_layer_weights, load_keras_weights, load_layer_weights)
-from tests.keras_reference import INPUT_SHAPE, max_relative_error, randomized_keras_model
+from jaxseg.weights import (
+  WeightsMismatchError,
+  keras_application,
+  keras_features,
+  keras_layer_weights,
+  load_keras_weights,
+  load_layer_weights,
+)
+from tests.support.keras_reference import (
+  INPUT_SHAPE,
+  max_relative_error,
+  randomized_keras_model,
+)
 
 
 @pytest.mark.parametrize("name", ENCODERS)

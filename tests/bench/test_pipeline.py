@@ -4,7 +4,7 @@ import json
 
 from jaxseg.bench import pipeline as bench_pipeline
 from jaxseg.data.pipeline import tensorflow_available
-from tests.helpers import write_folder
+from tests.support.helpers import write_folder
 
 
 def test_benchmark_writes_report(tmp_path, capsys):

@@ -7,7 +7,7 @@ from jaxseg.data.folder import split_dataset
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader, read_example
 from jaxseg.errors import DataError, JaxsegError
-from tests.helpers import loader, write_folder
+from tests.support.helpers import loader, write_folder
 
 
 def test_split_is_seeded_disjoint_and_complete(tmp_path):

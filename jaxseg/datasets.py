@@ -1,4 +1,4 @@
-"""Where a run's images come from: the built-in synthetic set, a folder, or TFDS records."""
+"""The data set a `Config` names: the built-in synthetic set, a folder, or TFDS records, split."""
 
 from __future__ import annotations
 

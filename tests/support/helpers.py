@@ -10,7 +10,7 @@ from jaxseg.config import Config
 from jaxseg.data.enhance import Enhance
 from jaxseg.data.pipeline import Loader
 from jaxseg.data.synthetic import generate_sample
-from jaxseg.models import build_model
+from jaxseg.platform import resolve_kernels
 
 
 def write_folder(root: Path, count: int, *, size: int = 96, seed: int = 0) -> Path:
@@ -35,7 +35,7 @@ def tiny_model(**changes):
   steps, and initial state placed on the mesh."""
   config = Config(**{"unet_filters": 4, "image_size": 16, "batch_size": 2, "weights": "none",
                      **changes})
-  model, state = engine.build(config, build_model(config))
+  model, state = engine.build(config, resolve_kernels(config.kernels))
   steps = engine.Steps(model, config.augment, config.batch_size)
   return model, steps, steps.place(state)
 

@@ -2,7 +2,7 @@
 broadcast 35 s after the other, as a slow compile or a slow start before restoring a checkpoint
 would make it (run by test_distributed.py).
 
-Usage: python -m tests.late_process --coordinator HOST:PORT --num-processes 2 --process-id I
+Usage: python -m tests.support.late_process --coordinator HOST:PORT --num-processes 2 --process-id I
 """
 
 import sys

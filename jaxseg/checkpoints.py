@@ -1,0 +1,184 @@
+"""A run's checkpoints: Orbax checkpoints of the NNX state tree, written in the background.
+
+```
+RUN/checkpoints/latest/EPOCH/model/      the model's nnx.State: parameters, BatchNorm statistics
+RUN/checkpoints/latest/EPOCH/optimizer/  {"step", "opt_state"}: what resuming training adds
+RUN/checkpoints/latest/EPOCH/meta/       JSON: epoch, best Dice, the layout of every item
+RUN/checkpoints/best/EPOCH/...           the model and meta of the best validation epoch
+```
+
+Each item is a plain Orbax PyTree checkpoint, so Orbax alone restores the model into the
+abstract state of the network (docs/architecture.md has the snippet). The ``meta`` item lists
+every array's path, shape and dtype, which a restore checks before it reads any array: a
+checkpoint of another model is one line naming the first array that differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from jaxseg.engine import TrainState
+from jaxseg.errors import JaxsegError
+from jaxseg.interrupts import deferred
+
+FORMAT = 2  # the items as `_items` makes them; 1 packed every array into one per dtype
+
+
+class Checkpoints:
+  """The ``latest`` and ``best`` checkpoints under ``folder``, one epoch kept of each."""
+
+  def __init__(self, folder: Path):
+    self.folder = Path(folder)
+    self._managers: dict[str, ocp.CheckpointManager] = {}
+
+  def _manager(self, which: str) -> ocp.CheckpointManager:
+    if which not in self._managers:
+      self._managers[which] = ocp.CheckpointManager(
+        self.folder / which,
+        # Asynchronous: `save` returns once the state is copied and the files are written
+        # while the next epoch trains; every read and `close` waits for them first. Not
+        # compressed: compression takes most of a save's CPU time and saves few bytes of
+        # float weights ("Checkpoints in the background" in docs/performance.md). Synchronous across processes:
+        # there Orbax's background barriers can leave a process waiting for good.
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, create=True, enable_async_checkpointing=jax.process_count() == 1),
+        # Named handlers let `restore` read what a checkpoint holds before reading it.
+        item_handlers={"model": ocp.PyTreeCheckpointHandler(use_compression=False),
+                       "optimizer": ocp.PyTreeCheckpointHandler(use_compression=False),
+                       "meta": ocp.JsonCheckpointHandler()},
+      )
+    return self._managers[which]
+
+  def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
+    """Start checkpointing ``state`` as ``which``; a state without optimizer state saves the
+    model item alone. The files are written in the background: `wait` for them."""
+    items = _items(state)
+    meta = {**meta, "format": FORMAT,
+            "layout": {item: _layout(tree) for item, tree in items.items()}}
+    manager = self._manager(which)
+    with _writing(manager):
+      manager.wait_until_finished()  # its last save, whose failure is reported here
+      manager.save(epoch, args=ocp.args.Composite(
+        **{item: ocp.args.PyTreeSave(tree) for item, tree in items.items()},
+        meta=ocp.args.JsonSave(meta)))
+
+  def wait(self) -> None:
+    """Wait until every checkpoint started is on disk."""
+    for manager in self._managers.values():
+      _finish(manager)
+
+  def has(self, which: str) -> bool:
+    """Whether ``which`` holds a finished checkpoint, once every write in progress has ended.
+    A failed write does not count and is not raised here: training also asks while another
+    error is stopping the run, and that error is the one to report."""
+    for manager in self._managers.values():
+      with contextlib.suppress(JaxsegError):
+        _finish(manager)
+    return self._manager(which).latest_step() is not None
+
+  def restore(self, which: str, like: TrainState) -> tuple[TrainState, dict]:
+    """The state saved as ``which`` (latest or best), shaped, typed and placed like ``like``
+    (arrays or `jax.ShapeDtypeStruct`s with their sharding). Where ``like`` holds no optimizer
+    state (evaluation), only the model item is read."""
+    self.wait()
+    manager = self._manager(which)
+    epoch = manager.latest_step()
+    if epoch is None:
+      raise JaxsegError(f"{self.folder.parent}: no {which} checkpoint (training has not "
+                        "finished an epoch)")
+    where = manager.directory / str(epoch)
+    items = _items(like)
+    meta = _read(manager, epoch, where, meta=ocp.args.JsonRestore()).meta
+    if meta.get("format") != FORMAT:
+      raise JaxsegError(f"{where}: written by an older jaxseg, which packed the arrays into "
+                        "one per dtype; this version reads plain Orbax checkpoints only")
+    if "optimizer" in items and "optimizer" not in meta.get("layout", {}):
+      raise JaxsegError(f"{where}: holds the model alone, no optimizer state to resume from")
+    # Checked before any array is read: a failed Orbax restore dumps both trees.
+    for item, tree in items.items():
+      _check_layout(meta.get("layout", {}).get(item, []), _layout(tree), where)
+    restored = _read(manager, epoch, where, **{
+      item: ocp.args.PyTreeRestore(tree, restore_args=jax.tree.map(_restore_args, tree))
+      for item, tree in items.items()})
+    params, model_state = nnx.split_state(restored["model"], nnx.Param, ...)
+    step, opt_state = like.step, None
+    if "optimizer" in items:
+      step, opt_state = restored["optimizer"]["step"], restored["optimizer"]["opt_state"]
+    meta.pop("layout", None)
+    meta.pop("format", None)
+    return TrainState(step=step, params=params, model_state=model_state,
+                      opt_state=opt_state), meta
+
+  def close(self) -> None:
+    self.wait()
+    for manager in self._managers.values():
+      manager.close()
+
+
+def _items(state: TrainState) -> dict:
+  """The checkpoint items of ``state``: ``model``, the network's whole nnx.State (what a model
+  needs), and, where it holds optimizer state, ``optimizer`` (what resuming training adds)."""
+  items = {"model": nnx.merge_state(state.params, state.model_state)}
+  if state.opt_state is not None:
+    items["optimizer"] = {"step": state.step, "opt_state": state.opt_state}
+  return items
+
+
+def _restore_args(like) -> ocp.ArrayRestoreArgs:
+  return ocp.ArrayRestoreArgs(global_shape=like.shape, dtype=like.dtype, sharding=like.sharding)
+
+
+def _read(manager: ocp.CheckpointManager, epoch: int, where: Path, **items):
+  try:
+    return manager.restore(epoch, args=ocp.args.Composite(**items))
+  except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is one line
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise JaxsegError(f"{where}: cannot read this checkpoint ({first[:200]})") from None
+
+
+@contextlib.contextmanager
+def _writing(manager: ocp.CheckpointManager):
+  """Saving or waiting for ``manager``'s writes: an interrupt waits for them, and a failed
+  write (a full disk, a folder removed) is one line, the checkpoint it was to replace still
+  the latest."""
+  with deferred():
+    try:
+      yield
+    except Exception as error:  # noqa: BLE001 - any failed write is one line
+      manager.reload()  # Orbax dropped the step this save replaces; it is still on disk
+      text = str(error).strip()
+      code = re.search(r"os_error_code='(\d+)'", text)  # tensorstore's errors carry errno
+      reason = os.strerror(int(code[1])) if code else (text.splitlines() or [""])[0][:200]
+      raise JaxsegError(f"{manager.directory}: cannot write the checkpoint "
+                        f"({reason or type(error).__name__})") from None
+
+
+def _finish(manager: ocp.CheckpointManager) -> None:
+  """Wait for ``manager``'s write in progress, a failed one reported as `_writing` does."""
+  with _writing(manager):
+    manager.wait_until_finished()
+
+
+def _layout(tree) -> list[list]:
+  """[path, shape, dtype] of every leaf of ``tree``, in order."""
+  return [[jax.tree_util.keystr(path), list(leaf.shape), leaf.dtype.name]
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _check_layout(saved: list, expected: list, where: Path) -> None:
+  """A `JaxsegError` naming the first leaf where the checkpoint and this model differ."""
+  for have, want in zip(saved, expected):
+    if have != want:
+      raise JaxsegError(f"{where}: not a checkpoint of this model: it holds {have[0]} "
+                        f"{tuple(have[1])} {have[2]} where the model has {want[0]} "
+                        f"{tuple(want[1])} {want[2]}")
+  if len(saved) != len(expected):
+    raise JaxsegError(f"{where}: not a checkpoint of this model: {len(saved)} arrays, the "
+                      f"model has {len(expected)}")

@@ -1,0 +1,55 @@
+"""Sliding windows over an image larger than a model's input: overlapping tiles, and their
+predictions blended back into one map under a smooth window."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where an image's tiles lie: their side, the image's size, its size once padded to whole
+  tiles, the tiles' corners."""
+
+  tile: int
+  size: tuple[int, int]
+  padded_size: tuple[int, int]
+  starts: list[tuple[int, int]]
+
+
+def tile_starts(length: int, tile: int) -> list[int]:
+  """Tile offsets along one side: half a tile apart, the last one flush with the end."""
+  return [*range(0, length - tile, tile // 2), length - tile]
+
+
+def blend_window(tile: int) -> np.ndarray:
+  """2-D Hann window without its zero end points: tiles count most at their centres."""
+  hann = np.hanning(tile + 2)[1:-1].astype(np.float32)
+  return np.outer(hann, hann)
+
+
+def cut(image: np.ndarray, tile: int) -> tuple[list[np.ndarray], Layout]:
+  """``image`` (H, W, ...) as tiles of ``tile`` x ``tile`` overlapping by half; an image
+  smaller than a tile is mirrored out to a whole one (`blend` crops it back)."""
+  size = image.shape[:2]
+  padding = [(0, max(tile - side, 0)) for side in size] + [(0, 0)] * (image.ndim - 2)
+  padded = np.pad(image, padding, mode="symmetric")
+  starts = [(y, x) for y in tile_starts(padded.shape[0], tile)
+            for x in tile_starts(padded.shape[1], tile)]
+  return ([padded[y:y + tile, x:x + tile] for y, x in starts],
+          Layout(tile, size, padded.shape[:2], starts))
+
+
+def blend(tiles, layout: Layout) -> np.ndarray:
+  """The map of ``layout``'s image from its tiles' maps (in `cut`'s order), each weighted by
+  `blend_window`."""
+  total = np.zeros(layout.padded_size, np.float32)
+  weight = np.zeros(layout.padded_size, np.float32)
+  window, side = blend_window(layout.tile), layout.tile
+  for (y, x), values in zip(layout.starts, tiles):
+    total[y:y + side, x:x + side] += values * window
+    weight[y:y + side, x:x + side] += window
+  height, width = layout.size
+  return (total / weight)[:height, :width]
