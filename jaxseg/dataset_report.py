@@ -14,13 +14,23 @@ DATA is a folder data set (DATA/images, DATA/masks, or DATA/train and DATA/test)
   Otsu rule, the best single HSV-saturation threshold (chosen on the training images), and a
   per-pixel colour classifier (each RGB colour, in 32 levels a channel, takes the class most
   frequent for it in the training images; no spatial context). Where they score high, colour
-  alone solves the task, and every architecture will look alike on it.
+  alone solves the task, and every architecture will look alike on it;
+- for `synthetic` (version 2 on): shortcuts, the ROC AUC with which single rendering features
+  (texture, focus, contrast and dark edge at the boundary, a nucleus's area and depth in its
+  cells) tell labelled objects from their look-alikes: a labelled cell's nuclei from bare
+  nuclei, labelled cells from neutrophils and from red blood cells (jaxseg.data.shortcuts).
+  Where one is high, a network can learn the label from how an object is drawn.
 
 The split is training's (`--seed`, `--test-fraction`, `--val-fraction`); baselines are fitted on
 its training and validation images together. --plot writes histograms of each class's colours.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # a command: the runner sets up the process before the imports below
+  from jaxseg.cli import run_command
+
+  run_command(__spec__.name)
 
 import json
 from collections import defaultdict
@@ -31,15 +41,17 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxseg import metrics
+from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
 from jaxseg.configs import quick
+from jaxseg.data import shortcuts, synthetic
 from jaxseg.data.enhance import Enhance
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import BACKGROUND, NUCLEUS, TARGETS, target_mask
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import prepare_image, read_example
-from jaxseg.data.sources import dataset_root
-from jaxseg.errors import ArgumentParser, DataError, cli
+from jaxseg.datasets import dataset_root
+from jaxseg.errors import DataError
 
 CLASS_NAMES = ("background", "cytoplasm", "nucleus")
 LEVELS = 32  # colour classifier: levels per RGB channel
@@ -249,6 +261,44 @@ def print_report(report: dict) -> None:
     print(f"{BASELINE_NAMES[name]:36s}{cells[0]:>24s}{cells[1]:>18s}")
 
 
+SHORTCUT_NOTES = (
+  "AUC: the chance that a labelled object scores higher on the feature than its look-alike; "
+  "at 0.5 the feature says nothing about the label.",
+  "separation: max(AUC, 1 - AUC), how well the feature alone tells the two apart, whichever "
+  f"scores higher; above {shortcuts.SHORTCUT_SEPARATION:.2f} a network can learn the label from "
+  "how an object is drawn rather than from what it is.",
+)
+
+
+def print_shortcuts(found: dict) -> None:
+  print(f"\nshortcuts: single rendering features on labelled objects and their look-alikes "
+        f"(generator version {found['version']}, {found['images']} images)")
+  print(f"{'':34s}{'labelled':>9s}{'look-alike':>11s}{'AUC':>7s}{'separation':>12s}")
+  for pair, features in found["pairs"].items():
+    print(pair)
+    for feature, row in features.items():
+      print(f"  {feature:32s}{row['labelled']:9d}{row['lookalike']:11d}{row['auc']:7.3f}"
+            f"{row['separation']:12.3f}")
+  pair, feature, value = shortcuts.worst(found["pairs"])
+  above = value > shortcuts.SHORTCUT_SEPARATION
+  print(f"largest separation {value:.3f} ({pair}, {feature}): "
+        f"{'a shortcut' if above else 'no single feature is a shortcut'}")
+  for note in SHORTCUT_NOTES:
+    print(note)
+  for feature, meaning in shortcuts.FEATURES.items():
+    print(f"{feature}: {meaning}.")
+
+
+def synthetic_shortcuts(args, progress: bool) -> dict | None:
+  """The shortcut table of the synthetic set of ``args``; None where its version records no
+  objects."""
+  if args.synthetic_version not in synthetic.OBJECT_GENERATORS:
+    return None
+  pairs = shortcuts.synthetic_shortcuts(args.num_images, args.synthetic_seed,
+                                        Config.synthetic_size, args.synthetic_version, progress)
+  return {"version": args.synthetic_version, "images": args.num_images, "pairs": pairs}
+
+
 def load_splits(args):
   if args.data == "synthetic":
     config = Config(num_images=args.num_images, synthetic_seed=args.synthetic_seed,
@@ -295,20 +345,21 @@ def report_of(root, splits, plot: Path | None = None, progress: bool = False,
   return report
 
 
-@cli
+@command
 def main(argv=None):
   args = parse_args(argv)
   root, splits = load_splits(args)
   if args.plot and not args.plot.parent.is_dir():
     raise DataError(f"{args.plot}: no folder {args.plot.parent} to write the plot into")
   report = report_of(root, splits, args.plot, progress=not args.json, image_size=args.image_size)
+  if args.data == "synthetic":
+    report["shortcuts"] = synthetic_shortcuts(args, progress=not args.json)
   if args.json:
     print(json.dumps(report, indent=1))
   else:
     print_report(report)
+    if report.get("shortcuts"):
+      print_shortcuts(report["shortcuts"])
     if args.plot:
       print(f"\nclass colour histograms: {args.plot}")
 
-
-if __name__ == "__main__":
-  main()
