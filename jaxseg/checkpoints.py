@@ -3,24 +3,31 @@
 ```
 RUN/checkpoints/latest/EPOCH/model/      the model's nnx.State: parameters, BatchNorm statistics
 RUN/checkpoints/latest/EPOCH/optimizer/  {"step", "opt_state"}: what resuming training adds
-RUN/checkpoints/latest/EPOCH/meta/       JSON: epoch, best Dice, the layout of every item
+RUN/checkpoints/latest/EPOCH/meta/       JSON: epoch, best Dice
 RUN/checkpoints/best/EPOCH/...           the model and meta of the best validation epoch
 ```
 
-Each item is a plain Orbax PyTree checkpoint, so Orbax alone restores the model into the
-abstract state of the network (docs/architecture.md has the snippet). The ``meta`` item lists
-every array's path, shape and dtype, which a restore checks before it reads any array: a
-checkpoint of another model is one line naming the first array that differs.
+Each tree item is written by `PackedPyTreeHandler`, an Orbax checkpoint handler: Orbax's cost
+is per array, and a DenseNet121 train state has 1,476 of them, so the handler writes one array
+per dtype, through Orbax's own PyTree handler, with every array's path, shape and dtype beside
+them ("Checkpoints in the background" in docs/performance.md). Orbax restores an item into
+the network's abstract state through it (docs/architecture.md has the snippet), and checks the
+layout first: a checkpoint of another model is one line naming the first array that differs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -28,7 +35,7 @@ from jaxseg.engine import TrainState
 from jaxseg.errors import JaxsegError
 from jaxseg.interrupts import deferred
 
-FORMAT = 2  # the items as `_items` makes them; 1 packed every array into one per dtype
+FORMAT = 2  # the items as `_items` makes them, each packed by `PackedPyTreeHandler`
 
 
 class Checkpoints:
@@ -50,8 +57,7 @@ class Checkpoints:
         options=ocp.CheckpointManagerOptions(
           max_to_keep=1, create=True, enable_async_checkpointing=jax.process_count() == 1),
         # Named handlers let `restore` read what a checkpoint holds before reading it.
-        item_handlers={"model": ocp.PyTreeCheckpointHandler(use_compression=False),
-                       "optimizer": ocp.PyTreeCheckpointHandler(use_compression=False),
+        item_handlers={"model": PackedPyTreeHandler(), "optimizer": PackedPyTreeHandler(),
                        "meta": ocp.JsonCheckpointHandler()},
       )
     return self._managers[which]
@@ -59,15 +65,12 @@ class Checkpoints:
   def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
     """Start checkpointing ``state`` as ``which``; a state without optimizer state saves the
     model item alone. The files are written in the background: `wait` for them."""
-    items = _items(state)
-    meta = {**meta, "format": FORMAT,
-            "layout": {item: _layout(tree) for item, tree in items.items()}}
     manager = self._manager(which)
     with _writing(manager):
       manager.wait_until_finished()  # its last save, whose failure is reported here
       manager.save(epoch, args=ocp.args.Composite(
-        **{item: ocp.args.PyTreeSave(tree) for item, tree in items.items()},
-        meta=ocp.args.JsonSave(meta)))
+        **{item: PackedSave(tree) for item, tree in _items(state).items()},
+        meta=ocp.args.JsonSave({**meta, "format": FORMAT})))
 
   def wait(self) -> None:
     """Wait until every checkpoint started is on disk."""
@@ -97,21 +100,16 @@ class Checkpoints:
     items = _items(like)
     meta = _read(manager, epoch, where, meta=ocp.args.JsonRestore()).meta
     if meta.get("format") != FORMAT:
-      raise JaxsegError(f"{where}: written by an older jaxseg, which packed the arrays into "
-                        "one per dtype; this version reads plain Orbax checkpoints only")
-    if "optimizer" in items and "optimizer" not in meta.get("layout", {}):
+      raise JaxsegError(f"{where}: written by an older jaxseg, whose checkpoints this version "
+                        "does not read")
+    if "optimizer" in items and not (where / "optimizer").is_dir():
       raise JaxsegError(f"{where}: holds the model alone, no optimizer state to resume from")
-    # Checked before any array is read: a failed Orbax restore dumps both trees.
-    for item, tree in items.items():
-      _check_layout(meta.get("layout", {}).get(item, []), _layout(tree), where)
-    restored = _read(manager, epoch, where, **{
-      item: ocp.args.PyTreeRestore(tree, restore_args=jax.tree.map(_restore_args, tree))
-      for item, tree in items.items()})
+    restored = _read(manager, epoch, where,
+                     **{item: PackedRestore(tree) for item, tree in items.items()})
     params, model_state = nnx.split_state(restored["model"], nnx.Param, ...)
     step, opt_state = like.step, None
     if "optimizer" in items:
       step, opt_state = restored["optimizer"]["step"], restored["optimizer"]["opt_state"]
-    meta.pop("layout", None)
     meta.pop("format", None)
     return TrainState(step=step, params=params, model_state=model_state,
                       opt_state=opt_state), meta
@@ -131,13 +129,11 @@ def _items(state: TrainState) -> dict:
   return items
 
 
-def _restore_args(like) -> ocp.ArrayRestoreArgs:
-  return ocp.ArrayRestoreArgs(global_shape=like.shape, dtype=like.dtype, sharding=like.sharding)
-
-
 def _read(manager: ocp.CheckpointManager, epoch: int, where: Path, **items):
   try:
     return manager.restore(epoch, args=ocp.args.Composite(**items))
+  except LayoutError as error:
+    raise JaxsegError(f"{where}: not a checkpoint of this model: {error}") from None
   except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is one line
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     raise JaxsegError(f"{where}: cannot read this checkpoint ({first[:200]})") from None
@@ -166,19 +162,98 @@ def _finish(manager: ocp.CheckpointManager) -> None:
     manager.wait_until_finished()
 
 
+class LayoutError(ValueError):
+  """A checkpoint whose arrays are not those of the tree it is restored into."""
+
+
+class PackedPyTreeHandler(ocp.AsyncCheckpointHandler):
+  """A PyTree as one flat array per dtype, written by Orbax's PyTree handler, with the path,
+  shape and dtype of every leaf in the checkpoint's custom metadata. A restore checks that
+  layout against the tree it restores into before it reads any array."""
+
+  def __init__(self):
+    self._arrays = ocp.PyTreeCheckpointHandler(use_compression=False)
+
+  async def async_save(self, directory, args: PackedSave):
+    return await self._arrays.async_save(directory, args=ocp.args.PyTreeSave(
+      _pack(args.item), custom_metadata={"layout": _layout(args.item)}))
+
+  def save(self, directory, args: PackedSave) -> None:
+    self._arrays.save(directory, args=ocp.args.PyTreeSave(
+      _pack(args.item), custom_metadata={"layout": _layout(args.item)}))
+
+  def restore(self, directory, args: PackedRestore):
+    saved = self._arrays.metadata(directory).custom_metadata or {}
+    _check_layout(saved.get("layout", []), _layout(args.item))
+    packed = self._arrays.restore(directory, args=ocp.args.PyTreeRestore(
+      restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                jax.eval_shape(_pack, args.item))))
+    return _unpack(packed, args.item)
+
+  def metadata(self, directory):
+    return self._arrays.metadata(directory)
+
+  def finalize(self, directory) -> None:
+    self._arrays.finalize(directory)
+
+  def close(self) -> None:
+    self._arrays.close()
+
+
+@ocp.args.register_with_handler(PackedPyTreeHandler, for_save=True)
+@dataclasses.dataclass
+class PackedSave(ocp.args.CheckpointArgs):
+  """Save ``item``, a PyTree of arrays, as one array per dtype and its layout."""
+
+  item: Any
+
+
+@ocp.args.register_with_handler(PackedPyTreeHandler, for_restore=True)
+@dataclasses.dataclass
+class PackedRestore(ocp.args.CheckpointArgs):
+  """Restore into the structure of ``item``, a PyTree of arrays or `jax.ShapeDtypeStruct`s
+  (an abstract NNX state): each array shaped, typed and placed like its leaf (on the default
+  device where a leaf has no sharding)."""
+
+  item: Any
+
+
+@jax.jit
+def _pack(tree) -> dict[str, jax.Array]:
+  groups: dict[str, list[jax.Array]] = {}
+  for leaf in jax.tree.leaves(tree):
+    groups.setdefault(jnp.dtype(leaf.dtype).name, []).append(jnp.ravel(leaf))
+  return {dtype: jnp.concatenate(parts) for dtype, parts in groups.items()}
+
+
+def _unpack(packed: dict[str, np.ndarray], like):
+  """The inverse of `_pack`, each leaf placed like ``like``'s. Cut on the host: XLA compiles a
+  jitted cut into a thousand slices slowly."""
+  offsets = dict.fromkeys(packed, 0)
+  leaves, treedef = jax.tree.flatten(like)
+  values = []
+  for leaf in leaves:
+    dtype = jnp.dtype(leaf.dtype).name
+    start, size = offsets[dtype], math.prod(leaf.shape)
+    offsets[dtype] += size
+    value = np.asarray(packed[dtype][start:start + size]).reshape(leaf.shape)
+    sharding = getattr(leaf, "sharding", None)
+    values.append(jax.device_put(value) if sharding is None else jax.make_array_from_callback(
+      leaf.shape, sharding, lambda index, value=value: value[index]))
+  return jax.tree.unflatten(treedef, values)
+
+
 def _layout(tree) -> list[list]:
   """[path, shape, dtype] of every leaf of ``tree``, in order."""
-  return [[jax.tree_util.keystr(path), list(leaf.shape), leaf.dtype.name]
+  return [[jax.tree_util.keystr(path), list(leaf.shape), jnp.dtype(leaf.dtype).name]
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
 
 
-def _check_layout(saved: list, expected: list, where: Path) -> None:
-  """A `JaxsegError` naming the first leaf where the checkpoint and this model differ."""
+def _check_layout(saved: list, expected: list) -> None:
+  """A `LayoutError` naming the first leaf where the checkpoint and the tree differ."""
   for have, want in zip(saved, expected):
     if have != want:
-      raise JaxsegError(f"{where}: not a checkpoint of this model: it holds {have[0]} "
-                        f"{tuple(have[1])} {have[2]} where the model has {want[0]} "
-                        f"{tuple(want[1])} {want[2]}")
+      raise LayoutError(f"it holds {have[0]} {tuple(have[1])} {have[2]} where the model has "
+                        f"{want[0]} {tuple(want[1])} {want[2]}")
   if len(saved) != len(expected):
-    raise JaxsegError(f"{where}: not a checkpoint of this model: {len(saved)} arrays, the "
-                      f"model has {len(expected)}")
+    raise LayoutError(f"{len(saved)} arrays, the model has {len(expected)}")

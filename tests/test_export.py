@@ -173,3 +173,22 @@ def test_command_exports_onnx(run, tmp_path, capsys):
   info = json.loads((tmp_path / "model.onnx.json").read_text())
   assert info["format"] == "onnx" and info["onnxruntime_max_abs_difference"] <= 1e-4
   assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_an_export_holds_xlas_own_operations_whatever_the_host(run, tmp_path, platform):
+  """However the host trained and predicts (its kernels), the export is lowered from the
+  portable kernels: each conv of the network is one convolution of the program, for the CPU
+  and for CUDA alike. The CPU forms would have turned some into matmuls."""
+  out = tmp_path / f"model-{platform}.stablehlo"
+  export.main(["--run", str(run), "--out", str(out), "--platforms", platform])
+  exported = jax.export.deserialize(bytearray(out.read_bytes()))
+  assert exported.platforms == (platform,)
+  network = TrainedModel(run, kernels="xla").network()
+  convs = sum(isinstance(module, nnx.Conv) for _, module in nnx.iter_modules(network))
+  assert exported.mlir_module().count("stablehlo.convolution") == convs
+  config = TrainedModel(run).config
+  cpu_forms = export.export_stablehlo(config, TrainedModel(run, kernels="cpu").network(),
+                                      (platform,))
+  cpu_text = jax.export.deserialize(bytearray(cpu_forms)).mlir_module()
+  assert cpu_text.count("stablehlo.convolution") < convs

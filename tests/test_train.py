@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from jaxseg import evaluate, loop, train
+from jaxseg.checkpoints import PackedPyTreeHandler, PackedRestore
 from jaxseg.config import Config
 from jaxseg.inference import TrainedModel
 from jaxseg.models import build_model
@@ -69,15 +70,16 @@ def test_evaluate_reproduces_summary(straight, capsys):
   assert result["best_epoch"] == summary["best_epoch"]
 
 
-def test_a_checkpoint_restores_with_orbax_alone(straight):
-  """The best checkpoint's model item is a plain Orbax checkpoint of the network's nnx.State:
-  Orbax restores it into the abstract state (docs/architecture.md's snippet), equal to what
-  jaxseg restores."""
+def test_a_checkpoint_restores_with_orbax_into_the_abstract_state(straight):
+  """The best checkpoint's model item is an Orbax checkpoint of the network's nnx.State: an
+  Orbax Checkpointer with jaxseg's handler restores it into the abstract state
+  (docs/architecture.md's snippet), equal to what jaxseg restores."""
   workdir, _ = straight
   config = Config.from_dict(json.loads((workdir / "config.json").read_text())["config"])
   graph, abstract = nnx.split(nnx.eval_shape(lambda: build_model(config)))
   (checkpoint,) = (workdir / "checkpoints" / "best").iterdir()
-  state = ocp.StandardCheckpointer().restore(checkpoint.resolve() / "model", abstract)
+  with ocp.Checkpointer(PackedPyTreeHandler()) as checkpointer:
+    state = checkpointer.restore(checkpoint.resolve() / "model", args=PackedRestore(abstract))
   model = nnx.merge(graph, state)
   trained = TrainedModel(workdir)
   ours = nnx.state(trained.network())
