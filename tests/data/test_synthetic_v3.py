@@ -17,7 +17,8 @@ PX = v2.PIXELS_PER_UM * 400 / 1130  # cells painted one at a time on 400-pixel f
 STYLE = v3._Style(np.random.default_rng(1))
 
 # SHA-256 of the image and mask bytes of version 2's images, taken before version 2 was split
-# into steps that version 3 shares (NumPy 2 and OpenCV 4 of this project's environment).
+# into steps that version 3 shares (with NumPy 2.4 and OpenCV 5.1: other versions may round
+# differently).
 V2_HASHES = {
   (0, 0): "56a4e7fa9ac59c9924619b759589a887a8a91710f41e8837d9f97cc8ae560cbd",  # nsil
   (0, 1): "474b5ecf2376e6d9d9ceabf46a5f3a8c717cdbd4319769c856484f2c17ee25a9",  # hsil

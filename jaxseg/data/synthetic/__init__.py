@@ -6,8 +6,10 @@ larger set begins with the images of a smaller one, and the kinds follow the pap
 proportions in every run of 419 images.
 
 Version 2 (`v2`, the default) models conventional smears from cytology: see
-docs/synthetic-data.md. Version 1 (`v1`) is the first, much easier set, kept to compare with.
-A set's folder and manifest name its version, so a cached set of one is never read as the other.
+docs/synthetic-data.md. Version 3 (`v3`) draws version 2's smears with every look-alike painted
+as its labelled counterpart is, so that how an object is drawn does not give its label away.
+Version 1 (`v1`) is the first, much easier set, kept to compare with. A set's folder and
+manifest name its version, so a cached set of one is never read as another.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ PAPER_SIZE = 1130
 GENERATORS = {1: v1.sample, 2: v2.sample, 3: v3.sample}
 # The versions that say where each object lies (jaxseg.data.shortcuts measures them).
 OBJECT_GENERATORS = {2: v2.sample_objects, 3: v3.sample_objects}
+# The version made unless asked: version 3 removes version 2's shortcuts, but colour finds its
+# cells a little more easily (docs/synthetic-data.md, "Which version is the default").
 LATEST_VERSION = 2
 
 # Random streams: the kind order and each image draw from their own seed sequences.
