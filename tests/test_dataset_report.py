@@ -7,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from jaxseg import dataset_report as report_tool
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
-
-from jaxseg import dataset_report as report_tool
 
 SIZE = 64
 GLASS = (230, 230, 230)  # saturation 0

@@ -1,6 +1,5 @@
 """The whole-epoch benchmark on tiny CPU shapes: what it counts and records, never how fast."""
 
-import json
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ from jaxseg.bench import epoch as bench
 from jaxseg.bench.peers import PeerUnavailable, load_peer
 from jaxseg.config import Config
 from jaxseg.datasets import data_splits
+from tests.support.commands import json_written
 
 # test_train's shapes (32 px, batch 2, 9 training images), so the compiled steps are shared.
 SETTINGS = {"image_size": 32, "unet_filters": 4, "batch_size": 2, "loader": "plain",
@@ -26,11 +26,8 @@ def smp_peer():
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-  path = tmp_path_factory.mktemp("bench") / "epoch.json"
-  returned = bench.main([*TINY, "--peer", "smp", "--json", str(path)])
-  written = json.loads(path.read_text())
-  assert written == json.loads(json.dumps(returned))
-  return written
+  return json_written(bench.main, [*TINY, "--peer", "smp"],
+                      tmp_path_factory.mktemp("bench") / "epoch.json")
 
 
 def test_settings_and_images_counted(result):

@@ -1,6 +1,5 @@
 """The benchmark command on tiny CPU shapes: what its JSON holds, never how fast anything is."""
 
-import json
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from jaxseg.bench.timing import (
 )
 from jaxseg.config import Config
 from jaxseg.models import kernels, layers
+from tests.support.commands import json_written
 
 TINY = ["--backbone", "unet,mobilenet", "--batch-size", "2", "--image-size", "32",
         "--steps", "2", "--repeats", "1", "--warmup", "1", "--precision", "fp32",
@@ -36,11 +36,8 @@ def importable(peer: str) -> bool:
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-  path = tmp_path_factory.mktemp("bench") / "bench.json"
-  returned = bench.main([*TINY, "--peer", "smp,keras", "--json", str(path)])
-  written = json.loads(path.read_text())
-  assert written == json.loads(json.dumps(returned))
-  return written
+  return json_written(bench.main, [*TINY, "--peer", "smp,keras"],
+                      tmp_path_factory.mktemp("bench") / "bench.json")
 
 
 def test_environment_and_settings(result):

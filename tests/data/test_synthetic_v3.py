@@ -14,7 +14,7 @@ from jaxseg.errors import DataError
 
 SIZE = 256
 PX = v2.PIXELS_PER_UM * 400 / 1130  # cells painted one at a time on 400-pixel fields
-STYLE = v3._Style(np.random.default_rng(1))
+STYLE = v3.Style(np.random.default_rng(1))
 
 # SHA-256 of the image and mask bytes of version 2's images, taken before version 2 was split
 # into steps that version 3 shares (with NumPy 2.4 and OpenCV 5.1: other versions may round
@@ -60,7 +60,7 @@ def painted(paint, focus=None, monkeypatch=None, seed=0):
   if focus is not None:
     monkeypatch.setattr(v2, "_focus_depth", lambda rng, px: focus)
   rng = np.random.default_rng(seed)
-  stains = v2._stain_batch(rng)
+  stains = v2.stain_batch(rng)
   density = np.zeros((400, 400, 3), np.float32)
   return density, paint(density, rng, np.array([200.0, 200.0]), stains)
 
@@ -68,8 +68,8 @@ def painted(paint, focus=None, monkeypatch=None, seed=0):
 def test_a_bare_nucleus_is_a_nucleus_of_its_kind_without_cytoplasm(monkeypatch):
   for seed in range(4):
     density, drawn = painted(
-      lambda density, rng, centre, stains: v3._bare_nucleus(
-        density, rng, v2._KINDS["hsil"], centre, PX, stains, STYLE), 0.0, monkeypatch, seed)
+      lambda density, rng, centre, stains: v3.bare_nucleus(
+        density, rng, v2.KINDS["hsil"], centre, PX, stains, STYLE), 0.0, monkeypatch, seed)
     assert drawn.kind == "bare nucleus" and drawn.nucleus.any()
     stain = density[drawn.box].sum(axis=2)
     nucleus = drawn.nucleus.astype(bool)
@@ -85,9 +85,9 @@ def test_a_bare_nucleus_is_a_nucleus_of_its_kind_without_cytoplasm(monkeypatch):
 
 
 @pytest.mark.parametrize("make", [
-  lambda density, rng, centre, stains: v3._lookalike(v3._RED_CELL, "red cell", density, rng,
+  lambda density, rng, centre, stains: v3.lookalike(v3.RED_CELL, "red cell", density, rng,
                                                      centre, PX, stains, STYLE),
-  lambda density, rng, centre, stains: v3._lookalike(v3._NEUTROPHIL, "neutrophil", density, rng,
+  lambda density, rng, centre, stains: v3.lookalike(v3.NEUTROPHIL, "neutrophil", density, rng,
                                                      centre, PX, stains, STYLE),
 ], ids=["red cell", "neutrophil"])
 def test_look_alikes_take_their_focus_from_the_cells_model(make, monkeypatch):
@@ -110,27 +110,27 @@ def boundary_edges(style):
 
 
 def test_the_edge_varies_per_cell_and_along_it_down_to_none():
-  edges = boundary_edges(v3._Style(np.random.default_rng(0)))
+  edges = boundary_edges(v3.Style(np.random.default_rng(0)))
   strengths = np.array([edge.mean() for edge in edges])
   assert strengths.std() > 0.3 * strengths.mean()  # per cell
   assert np.median([edge.std() / (edge.mean() + 1e-9) for edge in edges]) > 0.3  # along it
   assert np.mean([(edge == 0).mean() for edge in edges]) > 0.05  # none in places
   # Version 2's dark edge is the same on every cell, all round.
-  assert np.ptp(np.concatenate(boundary_edges(v2._Style()))) < 0.1
+  assert np.ptp(np.concatenate(boundary_edges(v2.Style()))) < 0.1
 
 
 def nucleus_distances(style, px=v2.PIXELS_PER_UM, field=600):
   """How far inside its cell each nucleus reaches, at least, in pixels: cells painted one at a
   time, at the full-size field's scale."""
   rng = np.random.default_rng(0)
-  stains = v2._stain_batch(rng)
+  stains = v2.stain_batch(rng)
   distances = []
   for name in ("intermediate", "parabasal", "koilocyte", "hsil") * 6:
-    cell_type = v2._TYPES[name]
-    cell = v2._Cell(cell_type, np.array([field / 2, field / 2]),
+    cell_type = v2.TYPES[name]
+    cell = v2.Cell(cell_type, np.array([field / 2, field / 2]),
                     rng.uniform(*cell_type.diameter) * px, 0.0)
     mask = np.zeros((field, field), np.uint8)
-    v2._paint_cell(np.zeros((field, field, 3), np.float32), mask, rng, cell, px, stains, style)
+    v2.paint_cell(np.zeros((field, field, 3), np.float32), mask, rng, cell, px, stains, style)
     inside = cv2.distanceTransform((mask != BACKGROUND).astype(np.uint8), cv2.DIST_L2, 3)
     if (mask == NUCLEUS).any():
       distances.append(inside[mask == NUCLEUS].min())
@@ -139,7 +139,7 @@ def nucleus_distances(style, px=v2.PIXELS_PER_UM, field=600):
 
 def test_nuclei_are_not_held_half_a_micrometre_inside_their_cells():
   half_micrometre = 0.5 * v2.PIXELS_PER_UM
-  assert nucleus_distances(v2._Style()).min() >= half_micrometre
-  distances = nucleus_distances(v3._Style(np.random.default_rng(1)))
+  assert nucleus_distances(v2.Style()).min() >= half_micrometre
+  distances = nucleus_distances(v3.Style(np.random.default_rng(1)))
   assert distances.min() < half_micrometre
   assert distances.min() >= 0.9  # still inside: cytoplasm on every side in the mask

@@ -1,5 +1,7 @@
-"""Commands run as a user runs them: ``python -m jaxseg.NAME`` in a process of its own."""
+"""Commands run as a user runs them: ``python -m jaxseg.NAME`` in a process of its own, or
+their ``main`` called from Python."""
 
+import json
 import os
 import subprocess
 import sys
@@ -24,3 +26,11 @@ def assert_one_line_error(result, *words):
   assert len(lines) == 1 and lines[0].startswith("jaxseg: error:"), lines
   for word in words:
     assert word in lines[0], (word, lines)
+
+
+def json_written(main, argv: list, path) -> dict:
+  """Run ``main(argv + ["--json", path])``; the JSON it wrote, checked to be what it returned."""
+  returned = main([*argv, "--json", str(path)])
+  written = json.loads(path.read_text())
+  assert written == json.loads(json.dumps(returned))
+  return written

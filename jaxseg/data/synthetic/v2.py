@@ -41,12 +41,12 @@ _COUNTERSTAINS = np.array([
   [0.10, 0.45, 0.30],  # eosin: pink
   [0.08, 0.32, 0.64],  # orange G: orange, keratinised
 ], np.float32)
-_RED_CELL_OD = np.array([0.10, 0.62, 0.55], np.float32)  # eosin and orange G: red-orange
+RED_CELL_OD = np.array([0.10, 0.62, 0.55], np.float32)  # eosin and orange G: red-orange
 _FUNGUS_OD = np.array([0.40, 0.50, 0.42], np.float32)  # Candida: grey-pink
 
 
 @dataclass(frozen=True)
-class _CellType:
+class CellType:
   """How one type of cell looks; lengths in micrometres."""
 
   diameter: tuple[float, float]
@@ -66,37 +66,37 @@ class _CellType:
   nuclei: int = 2  # where not one (chance binucleate_chance): 2, a neutrophil's lobes, or none
 
 
-_TYPES = {
+TYPES = {
   # Mature squamous cells: large flat polygons, pink or orange, small dense pyknotic nucleus.
-  "superficial": _CellType(
+  "superficial": CellType(
     diameter=(40, 60), nucleus=(4.5, 6.5), by_ratio=False, elongation=(1.0, 1.5),
     outline="polygon", cytoplasm=(0.25, 0.5), stains=(0.2, 0.5, 0.3),
     nucleus_density=(1.5, 2.0), chromatin=0.1, grain=0.6, irregularity=0.04, fold_chance=0.3),
   # The commonest cell: thin, translucent, blue-green, with a pale vesicular 7-9.5 um nucleus.
-  "intermediate": _CellType(
+  "intermediate": CellType(
     diameter=(35, 55), nucleus=(7, 9.5), by_ratio=False, elongation=(1.0, 1.5),
     outline="polygon", cytoplasm=(0.15, 0.35), stains=(0.85, 0.12, 0.03),
     nucleus_density=(0.35, 0.6), chromatin=0.15, grain=0.5, irregularity=0.05,
     fold_chance=0.5),
   # Immature cells: small, round, dense cytoplasm, so a high N/C ratio in a normal smear.
-  "parabasal": _CellType(
+  "parabasal": CellType(
     diameter=(15, 28), nucleus=(8, 11), by_ratio=False, elongation=(1.0, 1.3),
     outline="round", cytoplasm=(0.5, 0.9), stains=(0.9, 0.1, 0.0),
     nucleus_density=(0.7, 1.0), chromatin=0.2, grain=0.6, irregularity=0.06),
-  "metaplastic": _CellType(
+  "metaplastic": CellType(
     diameter=(16, 30), nucleus=(8, 11.5), by_ratio=False, elongation=(1.0, 1.6),
     outline="ragged", cytoplasm=(0.55, 0.95), stains=(0.9, 0.1, 0.0),
     nucleus_density=(0.7, 1.05), chromatin=0.25, grain=0.7, irregularity=0.08),
   # LSIL: mature cell, enlarged dark wrinkled nucleus in a large, eccentric, sharp-edged
   # perinuclear cavity rimmed by dense cytoplasm; a quarter binucleate.
-  "koilocyte": _CellType(
+  "koilocyte": CellType(
     diameter=(40, 58), nucleus=(11, 16), by_ratio=False, elongation=(1.0, 1.4),
     outline="polygon", cytoplasm=(0.3, 0.6), stains=(0.6, 0.3, 0.1),
     nucleus_density=(1.0, 1.5), chromatin=0.35, grain=0.8, irregularity=0.3,
     cavity_chance=0.9, binucleate_chance=0.25),
   # HSIL: small immature cells, nucleus up to about 0.7 of the cell's area (its notches take
   # some of the share asked for), hyperchromatic, coarse chromatin, notched membrane.
-  "hsil": _CellType(
+  "hsil": CellType(
     diameter=(12, 24), nucleus=(0.35, 0.85), by_ratio=True, elongation=(1.0, 1.3),
     outline="round", cytoplasm=(0.45, 0.85), stains=(0.8, 0.15, 0.05),
     nucleus_density=(1.1, 1.8), chromatin=0.5, grain=1.0, irregularity=0.35),
@@ -113,7 +113,7 @@ class _Kind:
   crowded: str | None = None  # a type that also gathers in tight crowded groups
 
 
-_KINDS = {
+KINDS = {
   "nsil": _Kind(cells=(5, 30), bare_nuclei=4.0, mix={
     "superficial": 0.3, "intermediate": 0.45, "parabasal": 0.1, "metaplastic": 0.15}),
   "lsil": _Kind(cells=(5, 30), bare_nuclei=3.0, mix={
@@ -125,7 +125,7 @@ _KINDS = {
 
 
 @dataclass(frozen=True)
-class _Stains:
+class Stains:
   """One slide's staining: its haematoxylin and counterstains (light green, eosin, orange G)."""
 
   haematoxylin: np.ndarray
@@ -133,8 +133,8 @@ class _Stains:
 
 
 @dataclass(frozen=True)
-class _Cell:
-  type: _CellType
+class Cell:
+  type: CellType
   centre: np.ndarray
   diameter: float  # pixels
   focus: float  # blur sigma, pixels: how far from the focal plane
@@ -151,22 +151,22 @@ def sample_objects(words: tuple[int, ...], kind: str, size: int,
                    lookalikes: bool = True) -> tuple[np.ndarray, np.ndarray, list[draw.Drawn]]:
   """`sample`'s image and mask, and where each cell, bare nucleus, neutrophil and red blood
   cell was drawn (a `draw.Drawn` each), to measure how each kind is drawn."""
-  return _render(words, kind, size, lookalikes, _Style(), _lookalikes)
+  return render(words, kind, size, lookalikes, Style(), _lookalikes)
 
 
-def _render(words, kind, size, lookalikes, style, draw_lookalikes):
-  """`sample_objects` with each cell drawn in ``style`` (a `_Style`), and the look-alikes by
+def render(words, kind, size, lookalikes, style, draw_lookalikes):
+  """`sample_objects` with each cell drawn in ``style`` (a `Style`), and the look-alikes by
   ``draw_lookalikes``, which `_lookalikes` shows: version 3 passes its own."""
   rng = np.random.default_rng([*words, _CELLS])
   px = PIXELS_PER_UM * size / PAPER_SIZE * rng.uniform(0.7, 1.3)  # the magnification
-  stains = _stain_batch(rng)
+  stains = stain_batch(rng)
   extras = np.random.default_rng([*words, _LOOKALIKES])
   density = _film(extras, size, px, stains, mucus=lookalikes)
   mask = np.zeros((size, size), np.uint8)
-  cells = _lay_out_cells(rng, _KINDS[kind], size, px)
-  objects = [_paint_cell(density, mask, rng, cell, px, stains, style) for cell in cells]
+  cells = lay_out_cells(rng, KINDS[kind], size, px)
+  objects = [paint_cell(density, mask, rng, cell, px, stains, style) for cell in cells]
   if lookalikes:
-    lookalike_density, drawn = draw_lookalikes(extras, _KINDS[kind], cells, size, px, stains)
+    lookalike_density, drawn = draw_lookalikes(extras, KINDS[kind], cells, size, px, stains)
     density += lookalike_density
     objects += drawn
   optics = np.random.default_rng([*words, _OPTICS])
@@ -174,13 +174,13 @@ def _render(words, kind, size, lookalikes, style, draw_lookalikes):
   return image, mask, [drawn for drawn in objects if drawn is not None]
 
 
-def _stain_batch(rng) -> _Stains:
+def stain_batch(rng) -> Stains:
   """Haematoxylin between blue and purple, at its own strength; counterstains often faded."""
   mix = rng.uniform()
   haematoxylin = (1 - mix) * _HAEMATOXYLIN_BLUE + mix * _HAEMATOXYLIN_PURPLE
   haematoxylin *= rng.uniform(0.5, 1.4)
   counterstains = _COUNTERSTAINS * rng.uniform(0.85, 1.15, (3, 3)) * rng.uniform(0.45, 1.1)
-  return _Stains(haematoxylin.astype(np.float32), counterstains.astype(np.float32))
+  return Stains(haematoxylin.astype(np.float32), counterstains.astype(np.float32))
 
 
 def _glass(rng) -> np.ndarray:
@@ -210,7 +210,7 @@ def _film(rng, size, px, stains, mucus: bool) -> np.ndarray:
 
 # Cell layout ---------------------------------------------------------------------------------
 
-def _lay_out_cells(rng, kind: _Kind, size, px) -> list[_Cell]:
+def lay_out_cells(rng, kind: _Kind, size, px) -> list[Cell]:
   """Cells in overlapping groups (sheets) and alone, in random stacking order."""
   names = list(kind.mix)
   shares = np.array([kind.mix[name] for name in names])
@@ -219,7 +219,7 @@ def _lay_out_cells(rng, kind: _Kind, size, px) -> list[_Cell]:
   group_centres = rng.uniform(0.1 * size, 0.9 * size, (len(groups), 2))
   cells = []
   for name in rng.choice(names, count, p=shares / shares.sum()):
-    cell_type = _TYPES[name]
+    cell_type = TYPES[name]
     diameter = rng.uniform(*cell_type.diameter) * px
     crowded = name == kind.crowded and rng.random() < 0.7
     if crowded or rng.random() < 0.65:  # crowded cells share one group: the densest
@@ -228,7 +228,7 @@ def _lay_out_cells(rng, kind: _Kind, size, px) -> list[_Cell]:
       centre = _next_to(rng, group, diameter, group_centres[number], crowded)
     else:
       group, centre = None, rng.uniform(0, size, 2)
-    cell = _Cell(cell_type, centre, diameter, _focus_depth(rng, px))
+    cell = Cell(cell_type, centre, diameter, focus_depth(rng, px))
     if group is not None:
       group.append(cell)
     cells.append(cell)
@@ -247,7 +247,7 @@ def _next_to(rng, group, diameter, start, crowded):
   return neighbour.centre + reach * np.array([np.cos(angle), np.sin(angle)])
 
 
-def _focus_depth(rng, px):
+def focus_depth(rng, px):
   """Blur of one cell: most are sharp, about one in three lies well off the focal plane."""
   depth = abs(rng.normal(0, 0.3))
   if rng.random() < 0.35:
@@ -264,7 +264,7 @@ def _outline(rng, cell_type, centre, diameter):
   return draw.wobbly_outline(rng, centre, radii, 0.15 if cell_type.outline == "round" else 0.7)
 
 
-class _Style:
+class Style:
   """How every cell's nucleus and edge are drawn: fixed here; version 3 draws them per cell."""
 
   def rim(self, px):
@@ -276,7 +276,7 @@ class _Style:
     return 0.6 * np.exp(-inside / max(1.2 * px, 0.5))  # stands out on pale cells
 
 
-def _paint_cell(density, mask, rng, cell, px, stains, style=_Style(),
+def paint_cell(density, mask, rng, cell, px, stains, style=Style(),
                 kind="cell") -> draw.Drawn | None:
   """Add one cell's optical density to ``density`` and its classes to ``mask`` (None: an
   unlabelled look-alike); return where it lies, as ``kind``, or None where it is off the image."""
@@ -417,18 +417,18 @@ def _lookalikes(rng, kind: _Kind, cells, size, px, stains) -> tuple[np.ndarray, 
   """Optical density of what is not a labelled cell (see the module's docstring), and where
   its bare nuclei, neutrophils and red blood cells lie."""
   density = np.zeros((size, size, 3), np.float32)
-  spot = functools.partial(_spot, rng, [cell.centre for cell in cells], size, px)
-  drawn = _red_cells(density, rng, spot, px)
-  _bacteria(density, rng, spot, px, stains)
+  spot = functools.partial(random_spot, rng, [cell.centre for cell in cells], size, px)
+  drawn = red_cells(density, rng, spot, px)
+  bacteria(density, rng, spot, px, stains)
   if rng.random() < 0.15:
-    _candida(density, rng, size, px)
+    candida(density, rng, size, px)
   for _ in range(rng.poisson(kind.bare_nuclei)):
     drawn.append(_bare_nucleus(density, rng, spot(0.2), px, stains))
-  drawn += _neutrophils(density, rng, spot, px, stains)
+  drawn += neutrophils(density, rng, spot, px, stains)
   return density, drawn
 
 
-def _spot(rng, centres, size, px, over_cells):
+def random_spot(rng, centres, size, px, over_cells):
   """Anywhere, or (with chance ``over_cells``) on a cell of those at ``centres``."""
   if centres and rng.random() < over_cells:
     return centres[rng.integers(len(centres))] + rng.normal(0, 8 * px, 2)
@@ -436,7 +436,7 @@ def _spot(rng, centres, size, px, over_cells):
 
 
 def _red_cell(density, rng, centre, px):
-  colour = _RED_CELL_OD * rng.uniform(0.25, 0.5)
+  colour = RED_CELL_OD * rng.uniform(0.25, 0.5)
   radius = rng.uniform(3.5, 4.0) * px
   cv2.circle(density, draw.pixel(centre), draw.width(radius, 1), colour.tolist(), -1, cv2.LINE_AA)
   cv2.circle(density, draw.pixel(centre), draw.width(radius * 0.5, 1), (colour * 0.8).tolist(),
@@ -444,7 +444,7 @@ def _red_cell(density, rng, centre, px):
   return draw.discs("red cell", density.shape[0], centre, draw.width(radius, 1))
 
 
-def _red_cells(density, rng, spot, px, paint=_red_cell):
+def red_cells(density, rng, spot, px, paint=_red_cell):
   """Red blood cells, 7-8 um biconcave discs (pale centre), few or, in bloody smears, sheets;
   each drawn by ``paint`` (as `_red_cell` is: its arguments, its answer)."""
   bloody = rng.random() < 0.25
@@ -458,7 +458,7 @@ def _red_cells(density, rng, spot, px, paint=_red_cell):
   return drawn
 
 
-def _bacteria(density, rng, spot, px, stains):
+def bacteria(density, rng, spot, px, stains):
   """Lactobacilli: blue-grey rods, 2-6 um long; heavy loads gather on cells (cytolysis)."""
   load = rng.poisson(rng.choice([10, 150, 600], p=[0.4, 0.4, 0.2]))
   thickness = draw.width(0.6 * px, 1)
@@ -472,7 +472,7 @@ def _bacteria(density, rng, spot, px, stains):
                thickness, cv2.LINE_AA)
 
 
-def _candida(density, rng, size, px):
+def candida(density, rng, size, px):
   """Candida pseudohyphae: long segmented tubes 2-3 um wide, pinched at the septa; spores."""
   for _ in range(rng.integers(1, 4)):
     path = draw.strand(rng, size, px, 12, turn=0.3, points=rng.integers(5, 20))
@@ -514,7 +514,7 @@ def _neutrophil(density, rng, centre, px, stains):
   return draw.discs("neutrophil", density.shape[0], centre, radius, lobes)
 
 
-def _neutrophils(density, rng, spot, px, stains, paint=_neutrophil):
+def neutrophils(density, rng, spot, px, stains, paint=_neutrophil):
   """Neutrophils in groups, often over cells; each drawn by ``paint`` (as `_neutrophil` is:
   its arguments, its answer)."""
   drawn = []

@@ -3,7 +3,7 @@ counterpart is, whether the mask labels it or not.
 
 Version 2 drew some steps by the label, so a network could tell a labelled object from its
 look-alike by how it was drawn (docs/synthetic-data.md, "Shortcuts"). Here every cell, bare
-nucleus, neutrophil and red blood cell goes through v2's one cell painter (`v2._paint_cell`):
+nucleus, neutrophil and red blood cell goes through v2's one cell painter (`v2.paint_cell`):
 
 - a bare nucleus is the nucleus of a cell of a type of the image's kind, drawn as that cell's
   would be (size, stain, chromatin, membrane, focus), whose cytoplasm is gone;
@@ -29,19 +29,19 @@ _STYLE_STREAM = 3  # beside v2's three: rims and edges draw from their own rando
 
 # Look-alike cells, painted as cells are. Their cytoplasm takes up no counterstain: it keeps
 # version 2's colour (`_dyed`), so that colour tells them from labelled cells no better.
-_NEUTROPHIL = v2._CellType(
+NEUTROPHIL = v2.CellType(
   diameter=(10, 12), nucleus=(2.8, 3.6), by_ratio=False, elongation=(1.0, 1.2),
   outline="round", cytoplasm=(0.15, 0.4), stains=(1.0, 0.0, 0.0), nucleus_density=(0.9, 1.4),
   chromatin=0.1, grain=0.5, irregularity=0.1, binucleate_chance=1.0, nuclei=4)
 _NEUTROPHIL_OD = np.array([0.3, 0.25, 0.2], np.float32)  # faint and greyish, as v2's
 # No nucleus; the thicker rim of a biconcave disc is its edge.
-_RED_CELL = v2._CellType(
+RED_CELL = v2.CellType(
   diameter=(7, 8), nucleus=(0, 0), by_ratio=False, elongation=(1.0, 1.1), outline="round",
   cytoplasm=(0.25, 0.5), stains=(1.0, 0.0, 0.0), nucleus_density=(0, 0), chromatin=0, grain=1,
   irregularity=0, binucleate_chance=1.0, nuclei=0)
 
 
-class _Style(v2._Style):
+class Style(v2.Style):
   """The nucleus's rim and the cell's edge, drawn per cell from ``rng``, a stream of their own:
   all else of the labelled cells (layout, outline, stain, nucleus) is then version 2's."""
 
@@ -72,46 +72,46 @@ def sample_objects(words: tuple[int, ...], kind: str, size: int,
                    lookalikes: bool = True) -> tuple[np.ndarray, np.ndarray, list[draw.Drawn]]:
   """`sample`'s image and mask, and where each cell, bare nucleus, neutrophil and red blood
   cell was drawn (a `draw.Drawn` each), to measure how each kind is drawn."""
-  style = _Style(np.random.default_rng([*words, _STYLE_STREAM]))
-  return v2._render(words, kind, size, lookalikes, style,
+  style = Style(np.random.default_rng([*words, _STYLE_STREAM]))
+  return v2.render(words, kind, size, lookalikes, style,
                     functools.partial(_lookalikes, style=style))
 
 
 def _lookalikes(rng, kind, cells, size, px, stains, style) -> tuple[np.ndarray, list]:
   """v2's look-alikes, as many and where v2 puts them, each drawn as its kind is."""
   density = np.zeros((size, size, 3), np.float32)
-  spot = functools.partial(v2._spot, rng, [cell.centre for cell in cells], size, px)
-  red_cell = functools.partial(_lookalike, _RED_CELL, "red cell",
-                               stains=_dyed(stains, v2._RED_CELL_OD), style=style)
-  drawn = v2._red_cells(density, rng, spot, px, red_cell)
+  spot = functools.partial(v2.random_spot, rng, [cell.centre for cell in cells], size, px)
+  red_cell = functools.partial(lookalike, RED_CELL, "red cell",
+                               stains=_dyed(stains, v2.RED_CELL_OD), style=style)
+  drawn = v2.red_cells(density, rng, spot, px, red_cell)
   small = np.zeros_like(density)  # bacteria and Candida, in focus together
-  v2._bacteria(small, rng, spot, px, stains)
+  v2.bacteria(small, rng, spot, px, stains)
   if rng.random() < 0.15:
-    v2._candida(small, rng, size, px)
-  density += draw.blur(small, v2._focus_depth(rng, px))
+    v2.candida(small, rng, size, px)
+  density += draw.blur(small, v2.focus_depth(rng, px))
   for _ in range(rng.poisson(kind.bare_nuclei)):
-    drawn.append(_bare_nucleus(density, rng, kind, spot(0.2), px, stains, style))
-  neutrophil = functools.partial(_lookalike, _NEUTROPHIL, "neutrophil", style=style)
-  drawn += v2._neutrophils(density, rng, spot, px, _dyed(stains, _NEUTROPHIL_OD), neutrophil)
+    drawn.append(bare_nucleus(density, rng, kind, spot(0.2), px, stains, style))
+  neutrophil = functools.partial(lookalike, NEUTROPHIL, "neutrophil", style=style)
+  drawn += v2.neutrophils(density, rng, spot, px, _dyed(stains, _NEUTROPHIL_OD), neutrophil)
   return density, drawn
 
 
 def _dyed(stains, colour):
   """``stains`` whose every counterstain is ``colour``: a look-alike's cytoplasm in it."""
-  return v2._Stains(stains.haematoxylin, np.tile(np.asarray(colour, np.float32), (3, 1)))
+  return v2.Stains(stains.haematoxylin, np.tile(np.asarray(colour, np.float32), (3, 1)))
 
 
-def _lookalike(cell_type, name, density, rng, centre, px, stains, style) -> draw.Drawn | None:
+def lookalike(cell_type, name, density, rng, centre, px, stains, style) -> draw.Drawn | None:
   """Draw a cell of ``cell_type`` that the mask leaves out, at its own focus depth."""
   diameter = rng.uniform(*cell_type.diameter) * px
-  cell = v2._Cell(cell_type, centre, diameter, v2._focus_depth(rng, px))
-  return v2._paint_cell(density, None, rng, cell, px, stains, style, name)
+  cell = v2.Cell(cell_type, centre, diameter, v2.focus_depth(rng, px))
+  return v2.paint_cell(density, None, rng, cell, px, stains, style, name)
 
 
-def _bare_nucleus(density, rng, kind, centre, px, stains, style) -> draw.Drawn | None:
+def bare_nucleus(density, rng, kind, centre, px, stains, style) -> draw.Drawn | None:
   """The nucleus of a cell of a type of this ``kind`` of image, its cytoplasm gone."""
   names = list(kind.mix)
   shares = np.array([kind.mix[name] for name in names])
-  cell_type = v2._TYPES[rng.choice(names, p=shares / shares.sum())]
+  cell_type = v2.TYPES[rng.choice(names, p=shares / shares.sum())]
   stripped = dataclasses.replace(cell_type, cytoplasm=(0.0, 0.0), cavity_chance=0.0)
-  return _lookalike(stripped, "bare nucleus", density, rng, centre, px, stains, style)
+  return lookalike(stripped, "bare nucleus", density, rng, centre, px, stains, style)

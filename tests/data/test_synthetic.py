@@ -71,14 +71,14 @@ def nucleus_to_cell_ratios(type_name, size=400, count=12):
   """Nucleus/cell area ratios of ``count`` cells of one type, each painted alone."""
   rng = np.random.default_rng(1)
   px = v2.PIXELS_PER_UM * size / 1130
-  stains = v2._stain_batch(rng)
+  stains = v2.stain_batch(rng)
   ratios = []
   for _ in range(count):
-    cell_type = v2._TYPES[type_name]
+    cell_type = v2.TYPES[type_name]
     diameter = rng.uniform(*cell_type.diameter) * px
-    cell = v2._Cell(cell_type, np.array([size / 2, size / 2]), diameter, focus=0.0)
+    cell = v2.Cell(cell_type, np.array([size / 2, size / 2]), diameter, focus=0.0)
     mask = np.zeros((size, size), np.uint8)
-    v2._paint_cell(np.zeros((size, size, 3), np.float32), mask, rng, cell, px, stains)
+    v2.paint_cell(np.zeros((size, size, 3), np.float32), mask, rng, cell, px, stains)
     ratios.append((mask == NUCLEUS).sum() / (mask != BACKGROUND).sum())
   return np.array(ratios)
 
@@ -189,11 +189,11 @@ def test_every_nucleus_lies_inside_its_own_cell(size):
   # cytoplasm all round it (small sizes shrink nuclei to fit, large ones place them freely).
   rng = np.random.default_rng(0)
   for kind in ("hsil", "lsil", "nsil"):
-    cells = v2._lay_out_cells(rng, v2._KINDS[kind], size, v2.PIXELS_PER_UM * size / 1130)
-    stains = v2._stain_batch(rng)
+    cells = v2.lay_out_cells(rng, v2.KINDS[kind], size, v2.PIXELS_PER_UM * size / 1130)
+    stains = v2.stain_batch(rng)
     for cell in cells:
       mask = np.zeros((size, size), np.uint8)
-      v2._paint_cell(np.zeros((size, size, 3), np.float32), mask, rng, cell, 5 * size / 1130,
+      v2.paint_cell(np.zeros((size, size, 3), np.float32), mask, rng, cell, 5 * size / 1130,
                      stains)
       nucleus = (mask == NUCLEUS).astype(np.uint8)
       ring = cv2.dilate(nucleus, np.ones((3, 3), np.uint8)) - nucleus
