@@ -208,7 +208,7 @@ def test_look_alikes_change_the_image_never_the_mask(monkeypatch):
     assert not np.array_equal(image, bare_image)
   # Without cells, what is left (red cells, neutrophils, bare nuclei, bacteria, fungi, mucus)
   # is background, though dark and coloured.
-  monkeypatch.setattr(v2, "_lay_out_cells", lambda *args: [])
+  monkeypatch.setattr(v2, "lay_out_cells", lambda *args: [])
   darkest = []
   for index in range(4):
     image, mask = v2.sample((0, 1, index), "hsil", SIZE)

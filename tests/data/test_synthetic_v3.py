@@ -58,7 +58,7 @@ def test_version_3_is_its_own_set_and_says_where_its_objects_lie():
 def painted(paint, focus=None, monkeypatch=None, seed=0):
   """(density, Drawn) of one object painted alone by ``paint(density, rng, centre, stains)``."""
   if focus is not None:
-    monkeypatch.setattr(v2, "_focus_depth", lambda rng, px: focus)
+    monkeypatch.setattr(v2, "focus_depth", lambda rng, px: focus)
   rng = np.random.default_rng(seed)
   stains = v2.stain_batch(rng)
   density = np.zeros((400, 400, 3), np.float32)
