@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import cv2
 import numpy as np
 
 from jaxseg.data.masks import CYTOPLASM, NUCLEUS
+from jaxseg.errors import DataError, write_failure
+from jaxseg.outputs import write_atomically
 
 # Flag a cell whose nucleus is more than half as large as its cytoplasm (a third of the cell).
 NC_THRESHOLD = 0.5
@@ -119,8 +122,13 @@ def summarize(image: str, cells: list[Cell]) -> ImageSummary:
 
 
 def write_csv(path: Path, kind: type, rows: list) -> None:
-  """Dataclass instances of ``kind`` as a CSV file, a header of its fields first."""
-  with Path(path).open("w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow([field.name for field in dataclasses.fields(kind)])
-    writer.writerows(dataclasses.astuple(row) for row in rows)
+  """Dataclass instances of ``kind`` as a CSV file, a header of its fields first; `DataError`
+  naming ``path`` where it cannot be written."""
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow([field.name for field in dataclasses.fields(kind)])
+  writer.writerows(dataclasses.astuple(row) for row in rows)
+  try:
+    write_atomically(Path(path), text.getvalue())
+  except OSError as error:
+    raise DataError(f"{path}: cannot write it: {write_failure(path, error)}") from None

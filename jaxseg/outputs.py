@@ -6,6 +6,10 @@ input folder (its outputs would mix with the inputs and be read as inputs next t
 existing file that no jaxseg command wrote. Each written file's name goes into the folder's
 ``.jaxseg-outputs`` list before the file is written, so running a command again into the same
 folder replaces what it (or an interrupted run of it) wrote there, and nothing else.
+
+Outputs (masks, images, CSV files, exports, a run folder's JSON files) are written through
+`write_atomically`: a full disk, a kill or a preemption never leaves half a file under an
+output's name.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from jaxseg.errors import DataError
+from jaxseg.errors import DataError, write_failure
 
 MANIFEST = ".jaxseg-outputs"
 
@@ -79,9 +83,28 @@ class OutputFolder:
         with open(self.folder / MANIFEST, "a") as manifest:
           manifest.write(f"{name}\n")
       except OSError as error:
-        raise DataError(f"{self.folder}: cannot write there: {error.strerror or error}") from None
+        raise DataError(f"{self.folder}: cannot write there: "
+                        f"{write_failure(self.folder, error)}") from None
       self._written.add(name)
     return self.folder / name
+
+
+def write_atomically(path: Path, data: bytes | str, *, replace: bool = True) -> None:
+  """Write ``data`` into a new file beside ``path`` and rename it to ``path``: no reader sees
+  half a file, and a write that fails (a full disk) or is cut short (a kill) leaves what was
+  there before; a link or a second name of an existing file is replaced, never written
+  through. ``replace=False``: raise FileExistsError rather than replace a file that exists,
+  even one made meanwhile. Raises OSError; the staging file is removed."""
+  path = Path(path)
+  staging = path.with_name(f".{path.name}.partial")
+  try:
+    staging.write_bytes(data.encode() if isinstance(data, str) else data)
+    if replace:
+      os.replace(staging, path)
+    else:
+      os.link(staging, path)  # fails where path exists
+  finally:
+    staging.unlink(missing_ok=True)
 
 
 def _identities(path: Path) -> set:

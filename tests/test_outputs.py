@@ -1,6 +1,7 @@
 """No command writes over a file it reads or a file no jaxseg command wrote."""
 
 import os
+import resource
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,7 @@ import pytest
 
 from jaxseg import predict
 from jaxseg.errors import DataError
-from jaxseg.outputs import MANIFEST, OutputFolder
+from jaxseg.outputs import MANIFEST, OutputFolder, write_atomically
 from tests.support.commands import assert_one_line_error, run_command
 from tests.support.images import png_header_only
 
@@ -30,6 +31,23 @@ def smears(folder: Path, names) -> Path:
 
 
 # The helper.
+
+def test_a_write_that_fails_leaves_the_file_as_it_was(tmp_path):
+  """A write cut short (here files capped at 1 kB, as a full disk would cut it) leaves the file
+  it was to replace and no staging file; ``replace=False`` never replaces a file."""
+  path = tmp_path / "out.bin"
+  write_atomically(path, b"before")
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # Python ignores SIGXFSZ
+  try:
+    with pytest.raises(OSError, match="File too large"):
+      write_atomically(path, b"x" * 4096)
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+  with pytest.raises(FileExistsError):
+    write_atomically(path, b"after", replace=False)
+  assert path.read_bytes() == b"before" and os.listdir(tmp_path) == ["out.bin"]
+
 
 def test_outputs_are_listed_before_they_are_written_and_may_be_rewritten(tmp_path):
   out = OutputFolder(tmp_path / "out", ["a.png", "b.png"])
