@@ -6,8 +6,11 @@ console script ``jaxseg-NAME``) sets, and only while it runs:
 - **Huge pages for malloc** (`jaxseg.hugepages`): a command about to compute on a CPU re-runs
   itself once, before importing JAX, with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``.
   ``GLIBC_TUNABLES=glibc.malloc.hugetlb=0`` turns it off.
-- **A Ctrl-C waits for a checkpoint being written** (`jaxseg.interrupts`), and one that a
-  finaliser swallowed still stops training. ``JAXSEG_SIGNALS=0`` leaves Python's own handling.
+- **A Ctrl-C or SIGTERM waits for a checkpoint being written** (`jaxseg.interrupts`), and a
+  Ctrl-C that a finaliser swallowed still stops training. A SIGTERM, a scheduler's preemption
+  notice, stops a command as a Ctrl-C does, with exit status 75 (`PREEMPTED`) for the
+  scheduler to requeue the job on. ``JAXSEG_SIGNALS=0`` leaves Python's own handling (a
+  SIGTERM then ends the process at once).
 - **One-line errors and warnings**: a `JaxsegError` is one line and exit status 2, a Ctrl-C
   exit status 130, a warning one line, and Orbax's logged tracebacks of a failed checkpoint
   write (reported in one line instead) are dropped. ``JAXSEG_TRACEBACKS=1`` shows them all as
@@ -41,6 +44,11 @@ from pathlib import Path
 
 from jaxseg import hugepages
 from jaxseg.errors import JaxsegError
+from jaxseg.interrupts import Preempted
+
+# The exit status of a command stopped by SIGTERM: sysexits.h's EX_TEMPFAIL, "try again
+# later". Apart from 143, the status of a process that SIGTERM ended before it could save.
+PREEMPTED = 75
 
 
 def run_command(module: str) -> None:
@@ -70,8 +78,9 @@ build_tfds = _console_script("jaxseg.build_tfds")
 
 def command(main=None, *, compilation_cache: bool = False):
   """Decorate a command's ``main(argv=None)``: its process settings (module docstring) while it
-  runs, a `JaxsegError` as one line on stderr and exit status 2, a Ctrl-C as exit status 130.
-  ``compilation_cache``: the command compiles programs worth keeping on disk."""
+  runs, a `JaxsegError` as one line on stderr and exit status 2, a Ctrl-C as exit status 130,
+  a SIGTERM as exit status `PREEMPTED`. ``compilation_cache``: the command compiles programs
+  worth keeping on disk."""
   if main is None:
     return functools.partial(command, compilation_cache=compilation_cache)
 
@@ -85,6 +94,9 @@ def command(main=None, *, compilation_cache: bool = False):
     except JaxsegError as error:
       print(f"jaxseg: error: {error}", file=sys.stderr)
       raise SystemExit(2) from None
+    except Preempted as stop:
+      print(f"jaxseg: {stop}", file=sys.stderr)
+      raise SystemExit(PREEMPTED) from None
     except KeyboardInterrupt:
       print("jaxseg: interrupted", file=sys.stderr)
       raise SystemExit(130) from None

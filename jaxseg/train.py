@@ -23,6 +23,7 @@ from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.errors import JaxsegError
+from jaxseg.interrupts import Preempted
 from jaxseg.loop import print_table, train_and_evaluate
 from jaxseg.run_folder import RunFolder
 
@@ -101,11 +102,14 @@ def main(argv=None) -> None:
   config, workdir = settings(args)
   try:
     summary = train_and_evaluate(config, workdir, resume=args.resume)
-  except KeyboardInterrupt:
+  except KeyboardInterrupt as stop:
+    # A SIGTERM keeps its own exit status, on which a scheduler requeues the job.
+    kind = Preempted if isinstance(stop, Preempted) else JaxsegError
+    what = "stopped by SIGTERM" if kind is Preempted else "interrupted"
     if RunFolder(workdir).exists():
-      raise JaxsegError(f"interrupted; the last finished epoch is saved: continue with "
-                        f"python -m jaxseg.train --resume --workdir {workdir}") from None
-    raise JaxsegError("interrupted before the first epoch was saved; nothing was kept") from None
+      raise kind(f"{what}; the latest checkpoint is kept: continue with "
+                 f"python -m jaxseg.train --resume --workdir {workdir}") from None
+    raise kind(f"{what} before the first epoch was saved; nothing was kept") from None
   print_table(summary)
   print(f"\nrun folder: {Path(workdir).absolute()}")
 

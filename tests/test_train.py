@@ -107,7 +107,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(data, straight, tmp
   with pytest.raises(SystemExit) as exit_info:
     run_train(data, workdir, "--epochs", "2")
   assert exit_info.value.code == 2
-  assert "interrupted; the last finished epoch is saved" in capsys.readouterr().err
+  assert "interrupted; the latest checkpoint is kept" in capsys.readouterr().err
   monkeypatch.undo()
   train.main(["--workdir", str(workdir), "--resume", "--epochs", "2"])
   resumed = json.loads((workdir / "summary.json").read_text())
@@ -135,7 +135,7 @@ def test_ctrl_c_swallowed_by_a_finaliser_still_stops_training(data, tmp_path, mo
     run_train(data, tmp_path / "run", "--epochs", "3")
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
-  assert "interrupted; the last finished epoch is saved" in err
+  assert "interrupted; the latest checkpoint is kept" in err
   assert "Exception ignored" not in err
   history = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(line)["epoch"] for line in history] == [1]
