@@ -1,11 +1,15 @@
 """A run's checkpoints: Orbax checkpoints of the NNX state tree, written in the background.
 
 ```
-RUN/checkpoints/latest/EPOCH/model/      the model's nnx.State: parameters, BatchNorm statistics
-RUN/checkpoints/latest/EPOCH/optimizer/  {"step", "opt_state"}: what resuming training adds
-RUN/checkpoints/latest/EPOCH/meta/       JSON: epoch, best Dice
-RUN/checkpoints/best/EPOCH/...           the model and meta of the best validation epoch
+RUN/checkpoints/latest/STEP/model/      the model's nnx.State: parameters, BatchNorm statistics
+RUN/checkpoints/latest/STEP/optimizer/  {"step", "opt_state"}: what resuming training adds
+RUN/checkpoints/latest/STEP/meta/       JSON: epoch, best Dice, where in the next epoch it is
+RUN/checkpoints/best/STEP/...           the model and meta of the best validation epoch
 ```
+
+STEP counts training steps from the start of the run: a checkpoint within an epoch has its
+place in the order, and Orbax's saves tell JAX's preemption service the same count that
+training does (`jaxseg.interrupts.between_steps`).
 
 Each tree item is written by `PackedPyTreeHandler`, an Orbax checkpoint handler: Orbax's cost
 is per array, and a DenseNet121 train state has 1,476 of them, so the handler writes one array
@@ -32,14 +36,14 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jaxseg.engine import TrainState
-from jaxseg.errors import JaxsegError
+from jaxseg.errors import JaxsegError, write_failure
 from jaxseg.interrupts import deferred
 
 FORMAT = 2  # the items as `_items` makes them, each packed by `PackedPyTreeHandler`
 
 
 class Checkpoints:
-  """The ``latest`` and ``best`` checkpoints under ``folder``, one epoch kept of each."""
+  """The ``latest`` and ``best`` checkpoints under ``folder``, one kept of each."""
 
   def __init__(self, folder: Path):
     self.folder = Path(folder)
@@ -62,13 +66,14 @@ class Checkpoints:
       )
     return self._managers[which]
 
-  def save(self, which: str, epoch: int, state: TrainState, meta: dict) -> None:
-    """Start checkpointing ``state`` as ``which``; a state without optimizer state saves the
-    model item alone. The files are written in the background: `wait` for them."""
+  def save(self, which: str, step: int, state: TrainState, meta: dict) -> None:
+    """Start checkpointing ``state`` after training ``step`` as ``which``; a state without
+    optimizer state saves the model item alone. The files are written in the background:
+    `wait` for them."""
     manager = self._manager(which)
     with _writing(manager):
       manager.wait_until_finished()  # its last save, whose failure is reported here
-      manager.save(epoch, args=ocp.args.Composite(
+      manager.save(step, args=ocp.args.Composite(
         **{item: PackedSave(tree) for item, tree in _items(state).items()},
         meta=ocp.args.JsonSave({**meta, "format": FORMAT})))
 
@@ -89,22 +94,48 @@ class Checkpoints:
   def restore(self, which: str, like: TrainState) -> tuple[TrainState, dict]:
     """The state saved as ``which`` (latest or best), shaped, typed and placed like ``like``
     (arrays or `jax.ShapeDtypeStruct`s with their sharding). Where ``like`` holds no optimizer
-    state (evaluation), only the model item is read."""
+    state (evaluation), only the model item is read.
+
+    Only finished checkpoints are read (Orbax writes into a temporary folder and renames it);
+    one that a run still training there replaces while it is read is read again, newer."""
     self.wait()
     manager = self._manager(which)
-    epoch = manager.latest_step()
-    if epoch is None:
-      raise JaxsegError(f"{self.folder.parent}: no {which} checkpoint (training has not "
-                        "finished an epoch)")
-    where = manager.directory / str(epoch)
-    items = _items(like)
-    meta = _read(manager, epoch, where, meta=ocp.args.JsonRestore()).meta
+    try:
+      return self._restore(manager, which, like)
+    except JaxsegError:
+      read = manager.latest_step()
+      manager.reload()
+      if manager.latest_step() == read:
+        raise
+      return self._restore(manager, which, like)
+
+  def meta(self, which: str) -> dict | None:
+    """What the checkpoint saved as ``which`` records (epoch, best Dice, ...), or None where
+    there is none."""
+    self.wait()
+    manager = self._manager(which)
+    step = manager.latest_step()
+    return None if step is None else self._meta(manager, step)
+
+  def _meta(self, manager: ocp.CheckpointManager, step: int) -> dict:
+    where = manager.directory / str(step)
+    meta = _read(manager, step, where, meta=ocp.args.JsonRestore()).meta
     if meta.get("format") != FORMAT:
       raise JaxsegError(f"{where}: written by an older jaxseg, whose checkpoints this version "
                         "does not read")
+    return meta
+
+  def _restore(self, manager: ocp.CheckpointManager, which: str, like: TrainState):
+    step = manager.latest_step()
+    if step is None:
+      raise JaxsegError(f"{self.folder.parent}: no {which} checkpoint (training has not "
+                        "finished an epoch)")
+    where = manager.directory / str(step)
+    items = _items(like)
+    meta = self._meta(manager, step)
     if "optimizer" in items and not (where / "optimizer").is_dir():
       raise JaxsegError(f"{where}: holds the model alone, no optimizer state to resume from")
-    restored = _read(manager, epoch, where,
+    restored = _read(manager, step, where,
                      **{item: PackedRestore(tree) for item, tree in items.items()})
     params, model_state = nnx.split_state(restored["model"], nnx.Param, ...)
     step, opt_state = like.step, None
@@ -129,9 +160,9 @@ def _items(state: TrainState) -> dict:
   return items
 
 
-def _read(manager: ocp.CheckpointManager, epoch: int, where: Path, **items):
+def _read(manager: ocp.CheckpointManager, step: int, where: Path, **items):
   try:
-    return manager.restore(epoch, args=ocp.args.Composite(**items))
+    return manager.restore(step, args=ocp.args.Composite(**items))
   except LayoutError as error:
     raise JaxsegError(f"{where}: not a checkpoint of this model: {error}") from None
   except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is one line
@@ -149,11 +180,13 @@ def _writing(manager: ocp.CheckpointManager):
       yield
     except Exception as error:  # noqa: BLE001 - any failed write is one line
       manager.reload()  # Orbax dropped the step this save replaces; it is still on disk
-      text = str(error).strip()
-      code = re.search(r"os_error_code='(\d+)'", text)  # tensorstore's errors carry errno
-      reason = os.strerror(int(code[1])) if code else (text.splitlines() or [""])[0][:200]
+      if not isinstance(error, OSError):
+        text = str(error).strip()
+        code = re.search(r"os_error_code='(\d+)'", text)  # tensorstore's errors carry errno
+        error = (OSError(int(code[1]), os.strerror(int(code[1]))) if code else
+                 OSError((text.splitlines() or [type(error).__name__])[0][:200]))
       raise JaxsegError(f"{manager.directory}: cannot write the checkpoint "
-                        f"({reason or type(error).__name__})") from None
+                        f"({write_failure(manager.directory, error)})") from None
 
 
 def _finish(manager: ocp.CheckpointManager) -> None:
