@@ -14,12 +14,20 @@ to find, nothing found) and 0 where they do not, pooled and per image alike. So 
 predicts no foreground where there is some scores precision 0, as scikit-learn's
 ``zero_division=0`` has it, not a perfect 1; likewise sensitivity for foreground predicted
 where there is none. Dice's and IoU's denominators are empty only when both masks are.
+
+A 3-class run (``--target cell``) counts per image the confusion matrix of its most probable
+class against the true one (`confusion_matrices`). Each of the paper's targets is a set of
+classes (`jaxseg.data.masks.TARGET_CLASSES`), and its counts add up cells of that matrix
+(`target_counts`): they equal the counts of the binary masks of the target, so the target's
+scores are a binary run's, keys and rules alike (`class_scores`).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+
+from jaxseg.data.masks import CLASS_NAMES, TARGET_CLASSES
 
 METRIC_KEYS = ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou")
 
@@ -34,6 +42,29 @@ def confusion_counts(pred, truth):
   fn = xp.sum(~pred & truth, axis=axes)
   tn = xp.sum(~pred & ~truth, axis=axes)
   return xp.stack([tp, fp, fn, tn], axis=-1)
+
+
+def confusion_matrices(pred, truth, classes: int):
+  """Per-image confusion matrices (B, C, C) of class masks shaped (B, H, W): entry [i, t, p]
+  counts image i's pixels of true class t predicted as p. Works on jax and numpy arrays."""
+  xp = jnp if isinstance(pred, jnp.ndarray) else np
+  pairs = truth.astype(xp.int32) * classes + pred.astype(xp.int32)
+  pairs = pairs.reshape(pairs.shape[0], -1)
+  counts = xp.stack([xp.sum(pairs == pair, axis=1) for pair in range(classes * classes)], axis=-1)
+  return counts.reshape(-1, classes, classes)
+
+
+def target_counts(matrices, classes) -> np.ndarray:
+  """Per-image (tp, fp, fn, tn) of the target made of ``classes`` against the rest, from
+  confusion matrices (N, C, C): as `confusion_counts` of the target's binary masks."""
+  matrices = np.asarray(matrices)
+  inside = np.isin(np.arange(matrices.shape[-1]), classes)
+
+  def total(true, predicted):
+    return matrices[:, true][:, :, predicted].sum(axis=(1, 2))
+
+  return np.stack([total(inside, inside), total(~inside, inside), total(inside, ~inside),
+                   total(~inside, ~inside)], axis=-1)
 
 
 def _ratio(num, den, disagreement):
@@ -62,3 +93,34 @@ def scores(counts: np.ndarray) -> dict[str, float]:
     "per_image_dice": float(np.mean(_ratio(2 * per_tp, 2 * per_tp + per_wrong, per_wrong))),
     "per_image_mean_iou": float(np.mean((per_iou + per_background_iou) / 2)),
   }
+
+
+def class_scores(matrices) -> dict:
+  """Metrics of a 3-class run from per-image confusion matrices (N, C, C).
+
+  - ``nuclei``, ``cytoplasm``: each target's `scores`, as a binary run of it reports them;
+  - ``classes``: each class against the rest (``background``, ``cytoplasm``: the ring around
+    the nucleus, ``nucleus``), `scores` as well;
+  - ``dice``, ``iou``: the two targets' mean, by which the best epoch is chosen;
+  - ``mean_iou``: pooled IoU averaged over the classes; ``accuracy``: pixels of the right class.
+  """
+  matrices = np.asarray(matrices, np.int64)
+  targets = {target: scores(target_counts(matrices, classes))
+             for target, classes in TARGET_CLASSES.items()}
+  per_class = {name: scores(target_counts(matrices, [value]))
+               for value, name in enumerate(CLASS_NAMES)}
+  total = matrices.sum(axis=0)
+  return {
+    "dice": float(np.mean([values["dice"] for values in targets.values()])),
+    "iou": float(np.mean([values["iou"] for values in targets.values()])),
+    "mean_iou": float(np.mean([values["iou"] for values in per_class.values()])),
+    "accuracy": float(np.trace(total) / max(total.sum(), 1)),
+    **targets,
+    "classes": per_class,
+  }
+
+
+def run_scores(counts) -> dict:
+  """A run's metrics from what its eval step counted: `scores` of a binary run's (N, 4)
+  counts, `class_scores` of a 3-class run's (N, C, C) confusion matrices."""
+  return class_scores(counts) if np.ndim(counts) == 3 else scores(counts)
