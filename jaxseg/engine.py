@@ -24,8 +24,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxseg.config import Config
 from jaxseg.data.augment import Augment, augment_batch
 from jaxseg.errors import JaxsegError
-from jaxseg.losses import soft_jaccard_loss
-from jaxseg.metrics import confusion_counts
+from jaxseg.losses import multiclass_soft_jaccard_loss, soft_jaccard_loss
+from jaxseg.metrics import confusion_counts, confusion_matrices
 from jaxseg.models import build_model
 from jaxseg.models.layers import assign
 from jaxseg.platform import compiler_options
@@ -116,6 +116,31 @@ def _key(entry) -> str:
   return str(getattr(entry, "key", getattr(entry, "name", entry)))
 
 
+def segmentation_loss(logits: jax.Array, masks: jax.Array) -> jax.Array:
+  """The soft Jaccard loss of a binary run's one channel against 0/1 masks, or the
+  multi-class one of a 3-class run's logits against class masks."""
+  if logits.shape[-1] == 1:
+    return soft_jaccard_loss(logits[..., 0], masks)
+  return multiclass_soft_jaccard_loss(logits, masks)
+
+
+def probabilities(logits: jax.Array) -> jax.Array:
+  """Per pixel, a binary run's target probability (B, H, W), or a 3-class run's probability
+  of each class (B, H, W, C)."""
+  if logits.shape[-1] == 1:
+    return jax.nn.sigmoid(logits[..., 0])
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def predicted_mask(probabilities: np.ndarray, channels: int) -> np.ndarray:
+  """The mask a model predicts from its `probabilities` (uint8): a binary run's target where
+  its probability is above 0.5 (as evaluation counts it), a 3-class run's most probable class;
+  ``channels``: the model's output channels."""
+  if channels == 1:
+    return (probabilities > 0.5).astype(np.uint8)
+  return np.argmax(probabilities, axis=-1).astype(np.uint8)
+
+
 def train_step(model: Model, augment: Augment, state: TrainState, images, masks, key):
   """Augment on the device, forward, soft Jaccard loss, gradient, Adam update."""
   key = jax.random.fold_in(key, state.step)
@@ -129,7 +154,7 @@ def train_step(model: Model, augment: Augment, state: TrainState, images, masks,
     network = nnx.merge(model.train_graph, params, model_state, copy=True)
     logits = network(images, rngs=nnx.Rngs(dropout=dropout_key))
     model_state = nnx.split(network, nnx.Param, ...)[2]
-    return soft_jaccard_loss(logits[..., 0], masks), model_state
+    return segmentation_loss(logits, masks), model_state
 
   (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
     state.params, state.model_state)
@@ -159,13 +184,18 @@ def with_moments(model: Model, state: TrainState, sums, count) -> TrainState:
 
 
 def predict_logits(model: Model, state: TrainState, images) -> jax.Array:
+  """The evaluation-mode network's logits, (B, H, W, channels)."""
   network = nnx.merge(model.eval_graph, state.params, state.model_state)
-  return network(images.astype(jnp.float32))[..., 0]
+  return network(images.astype(jnp.float32))
 
 
 def eval_step(model: Model, state: TrainState, images, masks) -> jax.Array:
-  """Per-image (tp, fp, fn, tn) of the target, prediction = probability above 0.5."""
-  return confusion_counts(predict_logits(model, state, images) > 0, masks)
+  """Per image, a binary run's (tp, fp, fn, tn) of the target, prediction = probability above
+  0.5; a 3-class run's confusion matrix of its most probable class (`confusion_matrices`)."""
+  logits = predict_logits(model, state, images)
+  if logits.shape[-1] == 1:
+    return confusion_counts(logits[..., 0] > 0, masks)
+  return confusion_matrices(jnp.argmax(logits, axis=-1), masks, logits.shape[-1])
 
 
 def data_mesh() -> jax.sharding.Mesh:
@@ -217,7 +247,7 @@ class Steps:
     self.with_moments = jit(functools.partial(with_moments, model), donate_argnums=0,
                             out_shardings=self.replicated)
     self.probabilities = jit(
-      lambda state, images: jax.nn.sigmoid(predict_logits(model, state, images)),
+      lambda state, images: probabilities(predict_logits(model, state, images)),
       in_shardings=(self.replicated, self.sharded), out_shardings=self.replicated)
 
   def place(self, state: TrainState) -> TrainState:
@@ -245,7 +275,7 @@ class Steps:
                  if missing else a for a in arrays)
 
   def counts(self, state: TrainState, batches) -> np.ndarray:
-    """Per-image confusion counts over every batch, in order."""
+    """Per-image confusion counts (`eval_step`) over every batch, in order."""
     return _gather([self._dispatch(self.eval, state, images, masks)
                     for images, masks in batches])
 
@@ -266,7 +296,7 @@ class Steps:
     return self.with_moments(state, sums, count)
 
   def predict(self, state: TrainState, images: np.ndarray) -> np.ndarray:
-    """Probabilities of the target for any number of images, a batch at a time."""
+    """`probabilities` for any number of images, a batch at a time."""
     return _gather([self._dispatch(self.probabilities, state, images[i:i + self.batch_size])
                     for i in range(0, len(images), self.batch_size)])
 

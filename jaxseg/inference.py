@@ -51,5 +51,6 @@ class TrainedModel:
     return recorded_splits(self.run.read_data_record(), self.config)
 
   def predict(self, images: np.ndarray) -> np.ndarray:
-    """Target probabilities of prepared images (N, S, S, 3) at the run's size."""
+    """Probabilities of prepared images (N, S, S, 3) at the run's size: of the target (N, S, S),
+    or of each class of a 3-class run (N, S, S, 3)."""
     return self.steps.predict(self.state, images)

@@ -14,6 +14,7 @@ from matplotlib import ticker  # noqa: E402
 
 from jaxseg.data.augment import Augment, augment_batch  # noqa: E402
 from jaxseg.data.enhance import Enhance  # noqa: E402
+from jaxseg.data.masks import CELL, NUCLEUS, TARGETS  # noqa: E402
 from jaxseg.data.pipeline import prepare_image  # noqa: E402
 
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
@@ -21,13 +22,14 @@ PANEL_INCHES, DPI = 2.0, 100  # Figure 2: one panel per image and row
 
 
 def training_curves(history: list[dict], path: Path, target: str) -> None:
-  """Training loss and validation Dice / IoU per epoch, best epoch marked."""
+  """Training loss and validation Dice / IoU per epoch (of each target of a 3-class run),
+  best epoch marked."""
   epochs = [m["epoch"] for m in history]
   fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
   loss_ax.plot(epochs, [m["train_loss"] for m in history], marker=".")
   loss_ax.set(xlabel="epoch", ylabel="soft Jaccard loss", title="training loss")
-  for key in ("dice", "iou"):
-    score_ax.plot(epochs, [m["val"][key] for m in history], marker=".", label=f"val {key}")
+  for label, scores in _validation_curves(history, target):
+    score_ax.plot(epochs, scores, marker=".", label=label)
   best = max(history, key=lambda m: m["val"]["dice"])
   score_ax.axvline(best["epoch"], color="grey", linestyle=":", label=f"best (epoch {best['epoch']})")
   score_ax.set(xlabel="epoch", ylabel="score", title=f"validation, {target}", ylim=(0, 1.02))
@@ -39,11 +41,25 @@ def training_curves(history: list[dict], path: Path, target: str) -> None:
   plt.close(fig)
 
 
+def _validation_curves(history: list[dict], target: str):
+  """(label, per-epoch values) of the validation Dice and IoU of ``target``, or of both targets
+  of a 3-class run."""
+  if target != CELL:
+    return [(f"val {key}", [m["val"][key] for m in history]) for key in ("dice", "iou")]
+  return [(f"val {name} {key}", [m["val"][name][key] for m in history])
+          for name in TARGETS for key in ("dice", "iou")]
+
+
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
   """``image`` with ``mask`` tinted red."""
   out = image.astype(np.float32)
   out[mask > 0] = (1 - alpha) * out[mask > 0] + alpha * OVERLAY_COLOUR
   return out.astype(np.uint8)
+
+
+def class_overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """``image`` with a class mask's cells tinted red and their nuclei a deeper red."""
+  return overlay(overlay(image, mask), mask == NUCLEUS)
 
 
 def segmented(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -52,13 +68,22 @@ def segmented(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def prediction_figure(names, images, truths, predictions, path: Path, target: str) -> None:
-  """Figure 4's columns: image, true mask, predicted mask, overlay, segmented region."""
-  columns = ("image", "true mask", "predicted mask", "overlay", f"segmented {target}")
-  fig, axes = plt.subplots(len(images), 5, figsize=(12, 2.6 * len(images)), squeeze=False)
+  """Figure 4's columns: image, true mask, predicted mask, overlay, segmented region; for a
+  3-class run (``target`` cell) class masks, and the segmented region of each target."""
+  columns = ["image", "true mask", "predicted mask", "overlay", f"segmented {target}"]
+  if target == CELL:
+    columns[-1:] = [f"segmented {name}" for name in TARGETS]
+  top = NUCLEUS if target == CELL else 1  # the masks' largest value: gray levels by class
+  fig, axes = plt.subplots(len(images), len(columns), figsize=(12 * len(columns) / 5,
+                           2.6 * len(images)), squeeze=False)
   for row, (name, image, truth, pred) in enumerate(zip(names, images, truths, predictions)):
     panels = (image, truth, pred, overlay(image, pred), segmented(image, pred))
+    if target == CELL:  # the whole cell, then the nuclei
+      panels = (image, truth, pred, class_overlay(image, pred), segmented(image, pred),
+                segmented(image, pred == NUCLEUS))
     for col, (ax, panel) in enumerate(zip(axes[row], panels)):
-      ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+      ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0,
+                vmax=top if panel.ndim == 2 else None)
       ax.set_xticks([])
       ax.set_yticks([])
       if row == 0:

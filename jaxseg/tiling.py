@@ -43,12 +43,15 @@ def cut(image: np.ndarray, tile: int) -> tuple[list[np.ndarray], Layout]:
 
 
 def blend(tiles, layout: Layout) -> np.ndarray:
-  """The map of ``layout``'s image from its tiles' maps (in `cut`'s order), each weighted by
-  `blend_window`."""
-  total = np.zeros(layout.padded_size, np.float32)
-  weight = np.zeros(layout.padded_size, np.float32)
+  """The map of ``layout``'s image from its tiles' maps (in `cut`'s order; (tile, tile), or
+  (tile, tile, channels)), each weighted by `blend_window`."""
   window, side = blend_window(layout.tile), layout.tile
+  total = weight = None
   for (y, x), values in zip(layout.starts, tiles):
+    if total is None:  # the first tile tells whether the maps have channels
+      window = window.reshape(window.shape + (1,) * (values.ndim - 2))
+      total = np.zeros(layout.padded_size + values.shape[2:], np.float32)
+      weight = np.zeros(layout.padded_size + window.shape[2:], np.float32)
     total[y:y + side, x:x + side] += values * window
     weight[y:y + side, x:x + side] += window
   height, width = layout.size

@@ -3,7 +3,8 @@
 One decoding function (`decode_example`, OpenCV) serves two loaders: tf.data where
 TensorFlow is installed (parallel decoding, batching, prefetch), and a plain iterator with a
 thread pool where it is not (a GPU machine without TensorFlow still trains). Both hand NumPy
-batches to JAX: images uint8 (B, S, S, 3), masks uint8 0/1.
+batches to JAX: images uint8 (B, S, S, 3), masks uint8 (B, S, S): 0/1 of a binary target,
+class values of ``cell``.
 
 Every file is decoded once, up front (`Loader.warm`), into arrays held in memory; this finds
 a bad file before any training starts. Each epoch's order is one seeded permutation
@@ -36,9 +37,11 @@ LABELS = ("exact", "otsu")
 PREFETCH_BATCHES = 2
 
 
-def read_example(example: Example) -> tuple[np.ndarray, np.ndarray]:
-  """An example's RGB image and class mask, checked: same size, known mask values."""
-  image, mask = read_image(example.image), read_mask(example.mask)
+def read_example(example: Example, mask_colours: dict | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """An example's RGB image and class mask, checked: same size, known mask values; colour
+  masks are read through ``mask_colours`` (`jaxseg.data.files.read_mask`)."""
+  image, mask = read_image(example.image), read_mask(example.mask, mask_colours)
   if image.shape[:2] != mask.shape:
     raise DataError(
       f"{example.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, "
@@ -49,15 +52,16 @@ def read_example(example: Example) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance,
-                   labels: str = "exact"):
+                   labels: str = "exact", mask_colours: dict | None = None):
   """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair.
 
   With ``labels="otsu"`` the mask is made from the full-size image by the paper's rule, as
   python -m jaxseg.make_masks makes it, instead of read from the data set.
   """
-  image, mask = read_example(example)
+  image, mask = read_example(example, mask_colours)
   size = (image_size, image_size)
-  mask = otsu_mask(image, target) if labels == "otsu" else target_mask(mask, target)
+  mask = (otsu_mask(image, target) if labels == "otsu"
+          else target_mask(mask, target, example.mask))
   mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
   return prepare_image(image, size, enhancement), mask
 
@@ -89,7 +93,7 @@ class Loader:
 
   def __init__(self, examples: Sequence[Example], *, image_size: int, target: str,
                enhancement: Enhance, batch_size: int, seed: int, kind: str = "auto",
-               labels: str = "exact"):
+               labels: str = "exact", mask_colours: dict | None = None):
     if labels not in LABELS:
       raise JaxsegError(f"labels {labels!r}: choose {' or '.join(LABELS)}")
     if kind == "auto":
@@ -100,8 +104,9 @@ class Loader:
     self.examples = list(examples)
     self.batch_size = batch_size
     self.seed = seed
+    self.mask_colours = mask_colours
     self._decode_args = dict(image_size=image_size, target=target, enhancement=enhancement,
-                             labels=labels)
+                             labels=labels, mask_colours=mask_colours)
     self._cached = None
     self._tf_arrays = None
 
@@ -128,7 +133,7 @@ class Loader:
 
   @property
   def masks(self) -> np.ndarray:
-    """Every example's target mask (0/1), in the examples' order."""
+    """Every example's target mask (0/1, or class values for ``cell``), in the examples' order."""
     self.warm()
     return self._cached[1]
 

@@ -32,7 +32,7 @@ def build_model(config, *, kernels: str = "xla") -> UNet:
     encoder = create_encoder(config.backbone, dtype=dtype, rngs=rngs)
     filters = DECODER_FILTERS
   model = UNet(encoder, decoder_filters=filters, decoder=config.decoder, dropout=config.dropout,
-               dtype=dtype, rngs=rngs)
+               out_channels=config.out_channels, dtype=dtype, rngs=rngs)
   for _, module in nnx.iter_modules(model):
     if isinstance(module, nnx.BatchNorm):
       module.momentum = config.batchnorm_momentum

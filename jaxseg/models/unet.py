@@ -21,7 +21,7 @@ from jaxseg.models.registry import DECODERS, UNET_DEPTHS
 
 # segmentation_models' decoder widths, of both decoders on an encoder.
 DECODER_FILTERS = (256, 128, 64, 32, 16)
-PRIOR = 0.1  # initial probability of the target at every pixel
+PRIOR = 0.1  # initial probability of the target, or of each foreground class, at every pixel
 
 
 class DoubleConv(nnx.Module):
@@ -102,10 +102,11 @@ class DecoderBlock(nnx.Module):
 class UNet(nnx.Module):
   """Encoder, optional centre block, decoder up to the input resolution, 1x1 conv head.
 
-  Returns logits (float32, NHWC with ``out_channels`` channels); the sigmoid is applied by
-  the loss and at prediction, where it is numerically safer. Inputs of any height and width
-  work: they are padded (edge pixels repeated) to a multiple of the deepest stride and the
-  logits cropped back.
+  Returns logits (float32, NHWC with ``out_channels`` channels): one channel is a binary
+  target's, for a sigmoid; more are classes, background first, for a softmax over them. Both
+  are applied by the loss and at prediction, where they are numerically safer. Inputs of any
+  height and width work: they are padded (edge pixels repeated) to a multiple of the deepest
+  stride and the logits cropped back.
   """
 
   def __init__(self, encoder: nnx.Module, *, decoder_filters: Sequence[int], decoder: str,
@@ -134,9 +135,10 @@ class UNet(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.head = layers.conv(x_features, out_channels, 1, kernel_init=layers.KERAS_KERNEL_INIT,
                             dtype=dtype, rngs=rngs)
-    # Start from a 10% foreground prior, not 50%: while every pixel reads 0.5 the soft
-    # Jaccard loss pulls the background down only weakly, and small targets learn late.
-    self.head.bias[...] = jnp.full((out_channels,), math.log(PRIOR / (1 - PRIOR)))
+    # Start from a 10% foreground prior, not 50% (or a third of each class): while every pixel
+    # reads 0.5 the soft Jaccard loss pulls the background down only weakly, and small targets
+    # learn late.
+    self.head.bias[...] = _prior_logits(out_channels)
     self.max_stride = strides[-1]
 
   def __call__(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -155,6 +157,14 @@ class UNet(nnx.Module):
       x = block(x, skips.get(stride), rngs=rngs)
     logits = self.head(x).astype(jnp.float32)
     return logits[:, :height, :width]
+
+
+def _prior_logits(channels: int) -> jax.Array:
+  """Logits giving the target probability `PRIOR` under a sigmoid (one channel), or each
+  foreground class `PRIOR` and the background the rest under a softmax."""
+  if channels == 1:
+    return jnp.full((1,), math.log(PRIOR / (1 - PRIOR)))
+  return jnp.log(jnp.array([1 - (channels - 1) * PRIOR] + [PRIOR] * (channels - 1)))
 
 
 def _num_upsamplings(stride: int) -> int:
