@@ -38,6 +38,7 @@ from jaxseg.bench import steps as bench
 from jaxseg.bench.timing import compile_costs, xla_flops
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import COMPUTE_DTYPES, Config
+from jaxseg.data.masks import RUN_TARGETS
 from jaxseg.errors import JaxsegError, refuse_existing
 from jaxseg.models import DECODERS, MODELS, build_model
 
@@ -176,7 +177,7 @@ def model_row(config: Config) -> dict:
   """One model side by side with others: variables, and its train and probability steps
   compiled as `jaxseg.bench` compiles them (``config.batch_size`` images a step)."""
   network = abstract_network(config)
-  images, masks = bench.random_batch(config.batch_size, config.image_size)
+  images, masks = bench.random_batch(config.batch_size, config.image_size, target=config.target)
   costs = compile_costs(*bench.jaxseg_steps(config, images, masks), config.batch_size,
                         bench.portable_flops(config, images, masks))
   return {
@@ -201,7 +202,8 @@ def _gflop(value) -> str:
 
 def print_blocks(config: Config, blocks: list[Block]) -> None:
   print(f"{config.backbone} U-Net ({config.decoder} decoder), {config.image_size}x"
-        f"{config.image_size} input, per image")
+        f"{config.image_size} input, target {config.target} ({config.out_channels}-channel "
+        f"head), per image")
   print(f"{'block':14s}{'output':>18s}{'variables':>14s}{'GFLOPs':>10s}{'activ. MiB':>12s}")
   for block in blocks:
     shape = "x".join(str(side) for side in block.output_shape)
@@ -224,8 +226,9 @@ ROW_COLUMNS = (  # heading, key, format
 
 def print_header(config: Config) -> None:
   print(f"{config.image_size}x{config.image_size} input, {config.decoder} decoder, plain U-Net "
-        f"from {config.unet_filters} filters, {config.precision}; train step at batch "
-        f"{config.batch_size} (memory: XLA's estimate)")
+        f"from {config.unet_filters} filters, target {config.target} ({config.out_channels}-"
+        f"channel head), {config.precision}; train step at batch {config.batch_size} (memory: "
+        f"XLA's estimate)")
   print(f"{'backbone':16s}" + "".join(f"{heading:>17s}" for heading, _, _ in ROW_COLUMNS))
 
 
@@ -271,6 +274,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--batch-size", type=int, default=18,
                       help="train step batch of the side-by-side table (the paper's: 18)")
   parser.add_argument("--precision", choices=tuple(COMPUTE_DTYPES), default="fp32")
+  parser.add_argument("--target", choices=RUN_TARGETS, default="nuclei",
+                      help="cell: the 3-class model, whose head has a channel per class")
   parser.add_argument("--png", type=Path, help="draw the side-by-side table here (a new file)")
   return parser.parse_args(argv)
 
@@ -285,7 +290,7 @@ def main(argv=None) -> list:
     raise JaxsegError("--png draws the side-by-side table: use it with --backbone all")
   config = Config(unet_filters=args.unet_filters, decoder=args.decoder,
                   image_size=args.image_size, batch_size=args.batch_size,
-                  precision=args.precision, augment=bench.NO_AUGMENT)
+                  precision=args.precision, target=args.target, augment=bench.NO_AUGMENT)
   if args.backbone != "all":
     config = config.replace(backbone=args.backbone)
     blocks = block_table(config)

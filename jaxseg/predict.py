@@ -9,10 +9,12 @@ Two ways to bring an image to a model:
   the tiles' probabilities blended under a smooth window; large images keep their detail.
 
 Written per image: DIR/<stem>_mask.png in the folder format's classes (a cytoplasm run marks
-cells 1, a nuclei run nuclei 2; with --nuclei-run both, nuclei over their cells),
-<stem>_overlay.png and <stem>_segmented.png. ``--measure`` adds <stem>_cells.csv and, one row
-per image, measurements.csv (see `jaxseg.measure`). Nothing is written over an input or a file
-that no jaxseg command wrote (see `jaxseg.outputs`); every input's header is checked first.
+cells 1, a nuclei run nuclei 2; a 3-class run, ``--target cell``, each pixel's most probable
+class; a cytoplasm run with --nuclei-run both, nuclei over their cells), <stem>_overlay.png and
+<stem>_segmented.png. ``--measure`` (a 3-class run, or two runs) adds <stem>_cells.csv and,
+one row per image, measurements.csv (see `jaxseg.measure`). Nothing is written over an input or
+a file that no jaxseg command wrote (see `jaxseg.outputs`); every input's header is checked
+first.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from jaxseg.data.files import (
   write_image,
   write_mask,
 )
-from jaxseg.data.masks import CYTOPLASM, NUCLEUS
+from jaxseg.data.masks import CELL, CLASS_NAMES, CYTOPLASM, NUCLEUS
 from jaxseg.data.pipeline import prepare_image
+from jaxseg.engine import predicted_mask
 from jaxseg.errors import DataError, JaxsegError
 from jaxseg.inference import TrainedModel
 from jaxseg.measure import (
@@ -53,20 +56,23 @@ from jaxseg.measure import (
   write_csv,
 )
 from jaxseg.outputs import OutputFolder
+from jaxseg.run_folder import RunFolder
 
 # The mask value of each target; nuclei are written last, over the cells they lie in.
 TARGET_CLASSES = {"cytoplasm": CYTOPLASM, "nuclei": NUCLEUS}
 
 
 class Segmenter:
-  """A trained run's target probabilities for images of any size."""
+  """A trained run's probabilities for images of any size: of its target, or of each class of
+  a 3-class run."""
 
   def __init__(self, trained: TrainedModel):
     self.trained = trained
     self.config = trained.config
 
   def probabilities(self, images: list[np.ndarray], tiled: bool) -> list[np.ndarray]:
-    """Target probabilities, float32 (H, W), of RGB images, each at its own size."""
+    """Probabilities, float32, of RGB images, each at its own size: (H, W) of a binary run's
+    target, (H, W, 3) of a 3-class run's classes."""
     if tiled:
       return self._tiled(images)
     size = (self.config.image_size,) * 2
@@ -96,7 +102,10 @@ def _resize(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def class_mask(probabilities: dict[str, np.ndarray], threshold: float) -> np.ndarray:
-  """The uint8 class mask of each target's probabilities above ``threshold``."""
+  """The uint8 class mask of each target's probabilities above ``threshold``, or of a 3-class
+  run's most probable class."""
+  if CELL in probabilities:
+    return predicted_mask(probabilities[CELL], len(CLASS_NAMES))
   mask = np.zeros(next(iter(probabilities.values())).shape, np.uint8)
   for target, value in TARGET_CLASSES.items():
     if target in probabilities:
@@ -157,6 +166,7 @@ def predict(models: dict[str, Segmenter], paths: list[Path], out: OutputFolder, 
   """Segment ``paths`` with one model per target, writing each image's files into ``out``
   (checked for `output_names`)."""
   summaries = []
+  three_class = CELL in models or len(models) > 1
   chunk_size = max(model.config.batch_size for model in models.values())
   with tqdm(total=len(paths), desc="predicting", unit="img") as bar:
     for chunk in read_chunks(paths, chunk_size):
@@ -165,9 +175,9 @@ def predict(models: dict[str, Segmenter], paths: list[Path], out: OutputFolder, 
       for index, (path, image) in enumerate(chunk):
         mask = class_mask({target: maps[target][index] for target in maps}, threshold)
         write_mask(out.path(f"{path.stem}_mask.png"), mask)
-        overlay = plots.overlay(image, mask)
-        if len(models) > 1:  # nuclei a deeper red than their cells
-          overlay = plots.overlay(overlay, mask == NUCLEUS)
+        # Cells and nuclei (nuclei a deeper red), or the one target a binary run finds.
+        overlay = (plots.class_overlay(image, mask) if three_class
+                   else plots.overlay(image, mask))
         write_image(out.path(f"{path.stem}_overlay.png"), overlay)
         write_image(out.path(f"{path.stem}_segmented.png"), plots.segmented(image, mask))
         if measure:
@@ -186,17 +196,20 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("images", nargs="+", type=Path, metavar="IMAGES",
                       help="image files or folders of images")
   parser.add_argument("--run", type=Path, required=True,
-                      help="a run folder of jaxseg.train (with --nuclei-run: a cytoplasm run)")
-  parser.add_argument("--nuclei-run", type=Path, help="a nuclei run: three-class masks")
+                      help="a run folder of jaxseg.train: a 3-class run (--target cell), a "
+                      "binary one, or with --nuclei-run a cytoplasm run")
+  parser.add_argument("--nuclei-run", type=Path,
+                      help="a nuclei run beside a cytoplasm --run: three-class masks")
   parser.add_argument("--out", type=Path, required=True,
                       help="folder for the outputs; not an input folder, and no file there "
                       "is replaced unless a jaxseg command wrote it")
   parser.add_argument("--tiled", action="store_true",
                       help="overlapping tiles at the training scale instead of one resize")
   parser.add_argument("--threshold", type=float, default=0.5,
-                      help="probability above which a pixel belongs to the target")
+                      help="probability above which a pixel belongs to a binary run's target "
+                      "(a 3-class run gives each pixel its most probable class)")
   parser.add_argument("--measure", action="store_true",
-                      help="per-cell measurements (needs --nuclei-run)")
+                      help="per-cell measurements (a 3-class run, or --nuclei-run)")
   parser.add_argument("--nc-threshold", type=float, default=NC_THRESHOLD,
                       help="flag cells whose nucleus/cytoplasm area ratio is above this")
   return parser.parse_args(argv)
@@ -207,9 +220,13 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   if not 0 <= args.threshold < 1:
     raise JaxsegError(f"--threshold {args.threshold}: choose a probability in [0, 1)")
-  if args.measure and args.nuclei_run is None:
-    raise JaxsegError("--measure needs cells and nuclei: give --run CYTOPLASM_RUN "
-                      "--nuclei-run NUCLEI_RUN")
+  three_class = RunFolder(args.run).read_config()[0].target == CELL
+  if three_class and args.nuclei_run is not None:
+    raise JaxsegError(f"--nuclei-run: --run {args.run} is a 3-class run, which finds nuclei "
+                      "itself; leave --nuclei-run out")
+  if args.measure and args.nuclei_run is None and not three_class:
+    raise JaxsegError("--measure needs cells and nuclei: give a 3-class run (--target cell), "
+                      "or --run CYTOPLASM_RUN --nuclei-run NUCLEI_RUN")
   paths = input_images(args.images)
   runs = [args.run] + ([args.nuclei_run] if args.nuclei_run else [])
   out = OutputFolder(args.out, output_names(paths, args.measure), inputs=paths,

@@ -2,7 +2,9 @@
 
 Trains a U-Net for each method (the plain one and each pretrained encoder) and target, each in
 its own run folder OUT/runs/<method>-<target>; the ``--seeded`` ones again with other seeds
-(OUT/runs/<method>-<target>-seed<N>) on the same split, to show run-to-run spread. Then it
+(OUT/runs/<method>-<target>-seed<N>) on the same split, to show run-to-run spread. Target
+``cell`` is one 3-class model per method, whose one run adds a row to both tables, scored on
+each table's target. Then it
 writes OUT/table1.md (cytoplasm) and OUT/table2.md (nuclei), OUT/study.png (test Dice
 against training speed, FLOPs and variables), OUT/figure4.png (HSIL, LSIL and NSIL test
 images through the method with the best Dice), OUT/figure2.png (training images as read,
@@ -33,7 +35,7 @@ from jaxseg.bench.steps import cpu_model
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.files import read_image
-from jaxseg.data.masks import TARGETS
+from jaxseg.data.masks import CELL, RUN_TARGETS, TARGETS
 from jaxseg.data.pipeline import Loader
 from jaxseg.datasets import recorded_splits
 from jaxseg.errors import JaxsegError
@@ -69,6 +71,11 @@ NOTE = (
   "compiles) of training images over the time of the epoch's train steps, on the device named "
   "above."
 )
+CELL_NOTE = (
+  "A row marked 3-class is one model of background, cytoplasm and nucleus (--target cell), "
+  "scored on this table's target from each pixel's most probable class; the same run gives its "
+  "row in both tables, where a binary row is a model of this target alone."
+)
 COST_COLUMNS = ("Dice sd (seeds)", "Variables (M)", "GFLOPs / image", "Train images/s")
 
 
@@ -79,7 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "experiments/results, where a clone of the repository keeps them)")
   parser.add_argument("--methods", default=",".join(MODELS),
                       help=f"comma-separated, of: {','.join(MODELS)}")
-  parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
+  parser.add_argument("--targets", default=",".join(TARGETS),
+                      help=f"comma-separated, of: {','.join(RUN_TARGETS)} (cell: a 3-class "
+                      "model, a row in both tables)")
   start = parser.add_mutually_exclusive_group()
   start.add_argument("--preset", choices=("auto", *PRESETS), default="auto",
                      help="paper settings, or quick ones for a CPU (auto: by device)")
@@ -106,7 +115,8 @@ def comma_list(value: str, choices: tuple[str, ...], flag: str) -> list[str]:
 
 def seeded_pairs(value: str, methods: list[str], targets: list[str]) -> set[tuple[str, str]]:
   pairs = {tuple(pair.rsplit("-", 1)) for pair in value.split(",") if pair}
-  unknown = sorted("-".join(pair) for pair in pairs if pair[0] not in MODELS or pair[-1] not in TARGETS)
+  unknown = sorted("-".join(pair) for pair in pairs
+                   if pair[0] not in MODELS or pair[-1] not in RUN_TARGETS)
   if unknown:
     raise JaxsegError(f"--seeded {unknown[0]}: expected METHOD-TARGET, e.g. unet-nuclei")
   return {pair for pair in pairs if pair[0] in methods and pair[1] in targets}
@@ -159,11 +169,18 @@ def settings_line(summaries: dict[str, list[dict]]) -> str:
           f"{images['test']} test images; device {first['device']}.")
 
 
-def method_row(runs: list[dict], cost: dict) -> dict:
-  """One method's test metrics (the mean over its seeds), their spread and its costs."""
-  dice = [run["test"]["dice"] for run in runs]
+def target_test(summary: dict, target: str) -> dict:
+  """A run's test metrics of ``target``: a binary run's own, a 3-class run's of that target."""
+  return summary["test"][target] if summary["target"] == CELL else summary["test"]
+
+
+def method_row(runs: list[dict], cost: dict, target: str) -> dict:
+  """One method's test metrics of ``target`` (the mean over its seeds), their spread and its
+  costs."""
+  tests = [target_test(run, target) for run in runs]
+  dice = [test["dice"] for test in tests]
   return {
-    "test": {key: statistics.mean(run["test"][key] for run in runs) for _, key in COLUMNS},
+    "test": {key: statistics.mean(test[key] for test in tests) for _, key in COLUMNS},
     "dice_sd": statistics.stdev(dice) if len(dice) > 1 else None,
     "seeds": len(runs),
     "train_images_per_second": statistics.median(run["train_images_per_second"] for run in runs),
@@ -171,19 +188,41 @@ def method_row(runs: list[dict], cost: dict) -> dict:
   }
 
 
+def row_label(key: str) -> str:
+  """A table row's name: the method's, marked where its run is a 3-class one (METHOD-cell)."""
+  method = key.removesuffix(f"-{CELL}")
+  return METHOD_NAMES[method] + (", 3-class" if method != key else "")
+
+
+def table_rows(results: dict, costs: dict) -> dict[str, dict[str, dict]]:
+  """Per table target, per row (METHOD, or METHOD-cell for a 3-class run, beside it): the row
+  of `method_row`."""
+  rows, methods = {}, next(iter(results.values()))
+  for target in TARGETS:
+    kinds = [kind for kind in (target, CELL) if kind in results]
+    if kinds:
+      rows[target] = {
+        method + ("" if kind == target else f"-{CELL}"):
+          method_row(results[kind][method], costs[kind][method], target)
+        for method in methods for kind in kinds}
+  return rows
+
+
 def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict]) -> str:
   header = ["Methods", *(title for title, _ in COLUMNS), *COST_COLUMNS]
   lines = [f"# {TABLES[target][1]} (test set)", "", settings_line(summaries), "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for method, row in rows.items():
-    values = [f"{100 * row['test'][key]:.2f}" for _, key in COLUMNS]
+  for key, row in rows.items():
+    values = [f"{100 * row['test'][column]:.2f}" for _, column in COLUMNS]
     spread = f"{100 * row['dice_sd']:.2f} ({row['seeds']})" if row["dice_sd"] is not None else "-"
     values += [spread, f"{row['variables'] / 1e6:.1f}", f"{row['gflops']:.2f}",
                f"{row['train_images_per_second']:.1f}"]
-    lines.append("| " + " | ".join([METHOD_NAMES[method], *values]) + " |")
+    lines.append("| " + " | ".join([row_label(key), *values]) + " |")
   weights = [f"{METHOD_NAMES[m]}: {runs[0]['weights']}" for m, runs in summaries.items()
              if m != "unet"]
   lines += ["", NOTE]
+  if any(key.endswith(f"-{CELL}") for key in rows):
+    lines += ["", CELL_NOTE]
   if weights:
     lines += ["", "Encoder weights: " + "; ".join(weights) + ". The paper's encoders start "
               "from ImageNet weights; where these say random initialisation, the encoder "
@@ -191,29 +230,31 @@ def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict]) 
   return "\n".join(lines) + "\n"
 
 
-def best_method(rows: dict[str, dict[str, dict]]) -> str:
-  """The method with the best test Dice, averaged over the targets."""
-  methods = next(iter(rows.values()))
-  return max(methods, key=lambda m: np.mean([by_method[m]["test"]["dice"]
-                                             for by_method in rows.values()]))
+def best_row(rows: dict[str, dict[str, dict]]) -> str:
+  """The row (METHOD or METHOD-cell) with the best test Dice, averaged over the tables."""
+  keys = next(iter(rows.values()))
+  return max(keys, key=lambda k: np.mean([by_row[k]["test"]["dice"] for by_row in rows.values()]))
 
 
-def figure(out: Path, method: str, targets: list[str]) -> None:
-  """Figure 4: a test image of each kind (HSIL, LSIL, NSIL) per target, the paper's columns."""
+def figure(out: Path, key: str, targets: list[str]) -> None:
+  """Figure 4: a test image of each kind (HSIL, LSIL, NSIL) through the runs of the row
+  ``key``, the paper's columns: a method's run of each binary target, or its 3-class run."""
+  method = key.removesuffix(f"-{CELL}")
+  run_targets = [CELL] if method != key else [t for t in targets if t != CELL]
   rows = []
-  for target in targets:
+  for target in run_targets:
     model = TrainedModel(out / "runs" / f"{method}-{target}")
     config = model.config
     test = model.splits().test
     # By name: the synthetic set's kinds come in the paper's order.
     loader = Loader(sorted(test, key=lambda example: example.name), image_size=config.image_size,
                     target=target, enhancement=config.enhance, batch_size=config.batch_size,
-                    seed=config.seed, kind=config.loader)
+                    seed=config.seed, kind=config.loader, mask_colours=config.mask_colour_map)
     names, *panels = figure_predictions(model.steps, model.state, loader, config)
     rows.append(([f"{name}\n{target}" for name in names], *panels))
   names, images, truths, predictions = (np.concatenate(parts) for parts in zip(*rows))
   plots.prediction_figure(names, images, truths, predictions, out / "figure4.png",
-                          f"region ({METHOD_NAMES[method]})")
+                          CELL if method != key else f"region ({METHOD_NAMES[method]})")
 
 
 def enhancement_figure(out: Path, results: dict[str, dict[str, list[dict]]]) -> None:
@@ -235,7 +276,7 @@ def main(argv=None) -> None:
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
   methods = comma_list(args.methods, MODELS, "methods")
-  targets = comma_list(args.targets, TARGETS, "targets")
+  targets = comma_list(args.targets, RUN_TARGETS, "targets")
   if args.figure_method not in (None, *methods):
     raise JaxsegError(f"--figure-method {args.figure_method}: not among --methods {args.methods}")
   changes = flags.overrides(args)
@@ -255,16 +296,25 @@ def main(argv=None) -> None:
     print(f"\n[{number}/{len(plan)}] {name}")
     results[target][method].append(train_or_skip(args.out / "runs" / name, config))
 
-  costs = {}
-  for method in methods:  # one image's forward pass, at the runs' size
-    variables, gflops = network_cost(base.replace(backbone=method))
-    costs[method] = {"variables": variables, "gflops": gflops}
-  rows = {target: {method: method_row(runs, costs[method]) for method, runs in by_method.items()}
-          for target, by_method in results.items()}
-  for target, summaries in results.items():
-    (args.out / TABLES[target][0]).write_text(table(target, summaries, rows[target]))
-  plots.study_figure(rows, METHOD_NAMES, args.out / "study.png")
-  chosen = args.figure_method or best_method(rows)
+  costs, measured = {target: {} for target in targets}, {}
+  for target in targets:  # one image's forward pass, at the runs' size
+    for method in methods:
+      config = base.replace(backbone=method, target=target)
+      head = (method, config.out_channels)  # both binary targets' networks are one
+      if head not in measured:
+        variables, gflops = network_cost(config)
+        measured[head] = {"variables": variables, "gflops": gflops}
+      costs[target][method] = measured[head]
+  rows = table_rows(results, costs)
+  for target, by_row in rows.items():
+    summaries = results.get(target, results.get(CELL))
+    (args.out / TABLES[target][0]).write_text(table(target, summaries, by_row))
+  plots.study_figure(rows, {key: row_label(key) for key in next(iter(rows.values()))},
+                     args.out / "study.png")
+  binary = any(target != CELL for target in targets)
+  chosen = best_row(rows)
+  if args.figure_method:
+    chosen = args.figure_method + ("" if binary else f"-{CELL}")
   figure(args.out, chosen, targets)
   enhancement_figure(args.out, results)
   record = {"command": " ".join(["python -m jaxseg.reproduce", *argv]),
@@ -272,6 +322,6 @@ def main(argv=None) -> None:
             "machine": f"{platform.platform()}, {cpu_model()}", "versions": versions(),
             "figure_method": chosen, "methods": rows, "runs": results}
   (args.out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-  print(f"\n{', '.join(TABLES[t][0] for t in targets)}, study.png, figure2.png, figure4.png, "
+  print(f"\n{', '.join(TABLES[t][0] for t in rows)}, study.png, figure2.png, figure4.png, "
         f"results.json in {args.out}")
 

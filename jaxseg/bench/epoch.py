@@ -48,7 +48,7 @@ from pathlib import Path
 import jax
 
 from jaxseg import engine, flags
-from jaxseg.bench.peers import load_peers
+from jaxseg.bench.peers import check_target, load_peers
 from jaxseg.bench.steps import _names, environment, record_row
 from jaxseg.bench.timing import turn_order
 from jaxseg.cli import ArgumentParser, command
@@ -170,6 +170,7 @@ def summary(records: list[dict], train_images: int) -> dict:
 def run(args: argparse.Namespace) -> dict:
   """Every backbone of ``args``; the JSON file, if any, is rewritten after each row."""
   base = settings(args)
+  check_target(args.peer, base.target)
   peers, versions = load_peers(args.peer, "jaxseg.bench.epoch")
   _, splits = data_splits(base)
   loaders = make_loaders(base, splits, names=("train", "val"))

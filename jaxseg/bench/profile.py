@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 
 from jaxseg import flags
-from jaxseg.bench.peers import PeerUnavailable, load_peer
+from jaxseg.bench.peers import PeerUnavailable, check_target, load_peer
 from jaxseg.bench.steps import jaxseg_steps, random_batch
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
@@ -132,7 +132,7 @@ def trace_steps(train, state, inputs: tuple, steps: int) -> tuple[list[dict], li
 
 def profile(config: Config, steps: int, warmup: int) -> dict:
   """Compile, warm up and trace ``config``'s train step; everything `print_report` shows."""
-  images, masks = random_batch(config.batch_size, config.image_size)
+  images, masks = random_batch(config.batch_size, config.image_size, target=config.target)
   train, _, state, inputs, _ = jaxseg_steps(config, images, masks)
   before, start = _usage(), time.perf_counter()
   state, aux = train(state, *inputs)
@@ -182,6 +182,7 @@ def convolution_ms(result: dict) -> float:
 
 def smp_peer(config: Config):
   """The smp peer module for ``config``, checked before any step is compiled."""
+  check_target(["smp"], config.target)
   if config.precision != "fp32" or config.decoder != "smp":
     raise JaxsegError("--peer smp profiles fp32 and --decoder smp, the peer's own decoder")
   try:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import engine
-from jaxseg.bench.peers import PEERS, load_peers
+from jaxseg.bench.peers import PEERS, check_target, load_peers
 from jaxseg.bench.timing import (
   PHASES,
   Program,
@@ -49,6 +49,7 @@ from jaxseg.bench.timing import (
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import COMPUTE_DTYPES, Config
 from jaxseg.data.augment import Augment
+from jaxseg.data.masks import CELL, CLASS_NAMES, RUN_TARGETS
 from jaxseg.errors import JaxsegError, refuse_existing
 from jaxseg.models import DECODERS, MODELS
 from jaxseg.platform import compiler_options, resolve_kernels
@@ -57,11 +58,14 @@ NO_AUGMENT = Augment(rotate_prob=0.0, hflip_prob=0.0, vflip_prob=0.0, scale_prob
 PRECISIONS = tuple(COMPUTE_DTYPES)
 
 
-def random_batch(batch_size: int, image_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """Images and masks of the training pipeline's shapes and dtypes (uint8 RGB, uint8 0/1)."""
+def random_batch(batch_size: int, image_size: int, seed: int = 0, *,
+                 target: str = "nuclei") -> tuple[np.ndarray, np.ndarray]:
+  """Images and masks of the training pipeline's shapes and dtypes (uint8 RGB; uint8 0/1 of a
+  binary target, class values of ``cell``)."""
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8)
-  masks = rng.integers(0, 2, (batch_size, image_size, image_size), dtype=np.uint8)
+  values = len(CLASS_NAMES) if target == CELL else 2
+  masks = rng.integers(0, values, (batch_size, image_size, image_size), dtype=np.uint8)
   return images, masks
 
 
@@ -117,19 +121,21 @@ def add_rates(result: dict, peak_tflops: float) -> dict:
 
 def run(args: argparse.Namespace, timing: Timing) -> dict:
   """Every configuration of ``args``; the JSON file, if any, is rewritten after each row."""
+  check_target(args.peer, args.target)
   peers, versions = load_peers(args.peer, "jaxseg.bench")
   matmul_size = args.matmul_size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
   peak = matmul_peak_tflops(matmul_size, timing)
   print(f"jaxseg.bench: {jax.device_count()} x {jax.devices()[0].device_kind}; "
         f"bf16 matmul {matmul_size}^3: {peak:.3g} TFLOP/s; augmentation off", flush=True)
   base = Config(unet_filters=args.unet_filters, decoder=args.decoder, image_size=args.image_size,
-                augment=NO_AUGMENT, weights="none")
+                target=args.target, augment=NO_AUGMENT, weights="none")
   result = {
     "command": "python -m jaxseg.bench " + " ".join(args.argv),
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "environment": environment(versions),
     "settings": {
       "image_size": base.image_size, "decoder": base.decoder, "unet_filters": base.unet_filters,
+      "target": base.target, "output_channels": base.out_channels,
       "dropout": base.dropout, "learning_rate": base.learning_rate, "weights": "random",
       "augmentation": "off", "steps": timing.steps, "repeats": timing.repeats,
       "warmup": timing.warmup,
@@ -154,7 +160,7 @@ def measure_row(config: Config, peers: dict, peak: float, timing: Timing) -> dic
   ``ratio`` (jaxseg's images/s over the peer's, `round_ratio`) compares runs of the same
   moments. A peer's failure to set up (out of memory, say) is recorded in its place; jaxseg's
   is raised."""
-  images, masks = random_batch(config.batch_size, config.image_size)
+  images, masks = random_batch(config.batch_size, config.image_size, target=config.target)
   programs = {"jaxseg": jaxseg_program(config, images, masks)}
   row = {"backbone": config.backbone, "batch_size": config.batch_size,
          "precision": config.precision, "jaxseg": programs["jaxseg"].fields, "peers": {},
@@ -300,6 +306,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   parser.add_argument("--decoder", choices=DECODERS, default="paper",
                       help="smp: the decoder in segmentation_models' shape, the peers' work")
   parser.add_argument("--unet-filters", type=int, default=64, help="plain U-Net's first width")
+  parser.add_argument("--target", choices=RUN_TARGETS, default="nuclei",
+                      help="cell: the 3-class model (a 3-channel head, the softmax loss); both "
+                      "binary targets cost the same")
   parser.add_argument("--steps", type=int, default=Timing.steps, help="steps per timed run")
   parser.add_argument("--repeats", type=int, default=Timing.repeats,
                       help="timed runs; the median counts")

@@ -14,6 +14,9 @@ import os
 import sys
 from types import ModuleType
 
+from jaxseg.data.masks import CELL
+from jaxseg.errors import JaxsegError
+
 PEERS = {
   "smp": "jaxseg.bench.peers.smp_unet",      # segmentation_models_pytorch, PyTorch eager
   "keras": "jaxseg.bench.peers.keras_unet",  # Keras 3 on the JAX backend
@@ -43,6 +46,13 @@ def load_peers(names, command: str) -> tuple[dict[str, ModuleType], dict[str, di
       versions[name] = {"unavailable": str(error)}
       print(f"{command}: peer {name} skipped, it does not import: {error}", file=sys.stderr)
   return peers, versions
+
+
+def check_target(names, target: str) -> None:
+  """Peers train binary models: a 3-class jaxseg model (``--target cell``) has none beside it."""
+  if names and target == CELL:
+    raise JaxsegError(f"--peer {','.join(names)}: the peers train binary models; measure "
+                      "--target cell without --peer")
 
 
 class PeerUnavailable(Exception):
