@@ -10,10 +10,10 @@ from PIL import Image, ImageOps
 from jaxseg.config import Config
 from jaxseg.data import files
 from jaxseg.data.folder import split_dataset
-from jaxseg.data.masks import check_mask_values
+from jaxseg.data.masks import check_mask_values, parse_mask_colors
 from jaxseg.data.synthetic import write_synthetic
 from jaxseg.datasets import data_splits
-from jaxseg.errors import DataError
+from jaxseg.errors import DataError, JaxsegError
 from tests.support.helpers import write_folder
 from tests.support.images import png_header_only
 
@@ -92,6 +92,53 @@ def test_colour_mask_is_refused_and_gray_stored_as_colour_is_read(tmp_path):
   gray = np.repeat(blocks()[..., None], 3, -1)
   cv2.imwrite(str(tmp_path / "gray.png"), gray)
   np.testing.assert_array_equal(files.read_mask(tmp_path / "gray.png"), blocks())
+
+
+COLOURS = parse_mask_colors("0,0,0:0 255,0,0:1 0,0,255:2")  # black, red, blue (RGB)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".palette.png"])
+def test_colour_coded_mask_reads_as_classes(tmp_path, suffix):
+  rgb = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], np.uint8)[blocks()]
+  path = tmp_path / f"mask{suffix}"
+  if suffix == ".palette.png":
+    picture = Image.fromarray(2 - blocks(), "P")  # indices other than the classes
+    picture.putpalette([0, 0, 255, 255, 0, 0, 0, 0, 0])
+    picture.save(path)
+  else:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+  np.testing.assert_array_equal(files.read_mask(path, COLOURS), blocks())
+
+
+def test_unknown_mask_colour_is_one_line_naming_file_colour_and_pixels(tmp_path):
+  rgb = np.zeros((12, 20, 3), np.uint8)
+  rgb[:3, :5] = (255, 0, 0)
+  rgb[5:7, :] = (250, 3, 0)  # 40 pixels of a colour the mapping does not name
+  rgb[11, 0] = (1, 2, 3)
+  cv2.imwrite(str(tmp_path / "m.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+  with pytest.raises(DataError) as error:
+    files.read_mask(tmp_path / "m.png", COLOURS)
+  assert str(error.value) == (f"{tmp_path / 'm.png'}: colour 250,3,0 (40 pixels) is not in "
+                              "--mask-colors; 1 more unknown colour (1 pixels)")
+  cv2.imwrite(str(tmp_path / "m.jpg"), rgb)
+  with pytest.raises(DataError, match="m.jpg: mask is JPEG data"):  # colours not exact
+    files.read_mask(tmp_path / "m.jpg", COLOURS)
+
+
+@pytest.mark.parametrize("text, expected", [
+  ("0,0,0:0 255,0,0:3", "'255,0,0:3' is not R,G,B:CLASS"),
+  ("0,0:0", "'0,0:0' is not R,G,B:CLASS"),
+  ("0,0,0:0 0,0,0:1", "colour 0,0,0 is named twice"),
+  ("", "no colours"),
+])
+def test_bad_mask_colors_setting_is_named(text, expected):
+  with pytest.raises(JaxsegError, match=f"--mask-colors '{text}': {expected}"):
+    Config(data="folder", mask_colors=text).validate()
+
+
+def test_mask_colors_are_for_a_folder():
+  with pytest.raises(JaxsegError, match="--mask-colors .*--data synthetic holds class masks"):
+    Config(mask_colors="0,0,0:0").validate()
 
 
 # Depth, size, corrupt files.
