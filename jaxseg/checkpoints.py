@@ -77,6 +77,10 @@ class Checkpoints:
         **{item: PackedSave(tree) for item, tree in _items(state).items()},
         meta=ocp.args.JsonSave({**meta, "format": FORMAT})))
 
+  def writing(self) -> bool:
+    """Whether a checkpoint is being written in the background."""
+    return any(manager.is_saving_in_progress() for manager in self._managers.values())
+
   def wait(self) -> None:
     """Wait until every checkpoint started is on disk."""
     for manager in self._managers.values():

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxseg.data.augment import Augment
 from jaxseg.data.enhance import Enhance
+from jaxseg.data.masks import RUN_TARGETS, output_channels, parse_mask_colors
 from jaxseg.errors import JaxsegError
 from jaxseg.models.registry import DECODERS, KERNELS, MODELS, UNET_DEPTHS
 
@@ -77,8 +78,14 @@ class Config:
                         "always against the data set's masks", choices=("exact", "otsu"))
   cache_dir: str | None = setting(None, "where synthetic data and converted weights are kept "
                                   "(default: $JAXSEG_CACHE, else ~/.cache/jaxseg)")
-  target: str = setting("nuclei", "nuclei (class 2) or cytoplasm (the whole cell)",
-                        choices=("nuclei", "cytoplasm"))
+  target: str = setting("nuclei", "nuclei (class 2) or cytoplasm (the whole cell): a binary "
+                        "model of one target; or cell: one 3-class model of background, "
+                        "cytoplasm and nucleus (softmax), scored on both targets",
+                        choices=RUN_TARGETS)
+  mask_colors: str | None = setting(None, "read the masks of a --data folder as RGB colours "
+                                    "(PNG or BMP), each a class: 'R,G,B:CLASS ...', e.g. "
+                                    "'0,0,0:0 255,0,0:1 0,0,255:2'; a colour not named stops, "
+                                    "naming its file and pixel count")
   image_size: int = setting(224, "training and evaluation size (square)")
   test_fraction: float = setting(0.2, "test share of a seeded split (the paper's 80/20), "
                                  "unless DATA has train/ and test/")
@@ -92,6 +99,9 @@ class Config:
   learning_rate: float = setting(3e-3, "Adam learning rate")
   batch_size: int = setting(18, "global batch size (a multiple of the device count)")
   epochs: int = setting(100, "training epochs")
+  checkpoint_steps: int = setting(0, "also checkpoint the run every N training steps within "
+                                  "an epoch, for long epochs: a preempted or killed run then "
+                                  "loses at most N steps (0: at the end of each epoch only)")
   precision: str = setting("fp32", "fp32, or bf16 compute with fp32 parameters and optimizer "
                            "state", choices=tuple(COMPUTE_DTYPES))
   seed: int = setting(0, "split, initialisation, dropout and augmentation")
@@ -133,6 +143,16 @@ class Config:
   def compute_dtype(self):
     return COMPUTE_DTYPES[self.precision]
 
+  @property
+  def out_channels(self) -> int:
+    """The model's output channels: a binary target's one logit, or a logit per class."""
+    return output_channels(self.target)
+
+  @property
+  def mask_colour_map(self) -> dict | None:
+    """``mask_colors`` as {(r, g, b): class}, or None where masks hold class values."""
+    return None if self.mask_colors is None else parse_mask_colors(self.mask_colors)
+
   def validate(self) -> Config:
     """``self``, or a `JaxsegError` naming the first setting that cannot work."""
     def check(ok: bool, name: str, why: str) -> None:
@@ -148,7 +168,7 @@ class Config:
       check(getattr(self, name) >= 1, name, "must be at least 1")
     check(self.image_size >= 16, "image_size", "must be at least 16 pixels")
     check(self.synthetic_size >= 32, "synthetic_size", "must be at least 32 pixels")
-    for name in ("seed", "synthetic_seed", "batchnorm_images"):
+    for name in ("seed", "synthetic_seed", "batchnorm_images", "checkpoint_steps"):
       check(getattr(self, name) >= 0, name, "must be 0 or more")
     check(self.split_seed is None or self.split_seed >= 0, "split_seed", "must be 0 or more")
     check(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
@@ -159,4 +179,11 @@ class Config:
       check(0 < getattr(self, name) < 1, name, "must lie between 0 and 1")
     check(self.weights in ("imagenet", "none") or self.weights.endswith(".npz"), "weights",
           "choose imagenet, none, or a converted .npz file")
+    if self.mask_colors is not None:
+      try:
+        self.mask_colour_map
+      except ValueError as error:
+        raise JaxsegError(f"--mask-colors {self.mask_colors!r}: {error}") from None
+      check(self.data != "synthetic" and not self.data.startswith("tfds:"), "mask_colors",
+            f"for a folder of colour masks; --data {self.data} holds class masks")
     return self

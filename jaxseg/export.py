@@ -4,7 +4,8 @@
 The exported function takes uint8 RGB images at the run's image size, NHWC, any batch size,
 applies the run's brightness and contrast enhancement (a 256-entry lookup table) and the
 network, whose encoder scales its input itself, and returns float32 probabilities of the
-run's target, (batch, size, size). Bring an image to that size first as training did
+run's target, (batch, size, size), or of a 3-class run's background, cytoplasm and nucleus,
+(batch, size, size, 3). Bring an image to that size first as training did
 (`cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)`). CLAHE runs in OpenCV on
 the host and cannot be exported.
 
@@ -14,8 +15,9 @@ the host and cannot be exported.
 - ``onnx``: through jax2onnx (``pip install -e ".[onnx]"``); checked on export by running a
   random batch through onnxruntime and JAX, the largest difference printed.
 
-Beside FILE, FILE.json records the target, classes, image size, preprocessing, threshold,
-backbone and the jaxseg and jax versions. Neither file is ever written over.
+Beside FILE, FILE.json records the target, classes, the output's shape and meaning, image
+size, preprocessing, how a pixel's class is decided (threshold or argmax), backbone and the
+jaxseg and jax versions. Neither file is ever written over.
 """
 
 from __future__ import annotations
@@ -39,16 +41,16 @@ from flax import nnx
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
 from jaxseg.data.enhance import lookup_table
-from jaxseg.data.masks import BACKGROUND, CYTOPLASM, NUCLEUS
-from jaxseg.errors import JaxsegError
+from jaxseg.data.masks import CELL, CLASS_NAMES, TARGET_CLASSES
+from jaxseg.engine import probabilities
+from jaxseg.errors import JaxsegError, write_failure
 from jaxseg.inference import TrainedModel
+from jaxseg.outputs import write_atomically
 
 FORMATS = ("stablehlo", "onnx")
 # What a StableHLO export runs on: JAX lowers it for each without needing the device.
 PLATFORMS = ("cpu", "cuda")
 THRESHOLD = 0.5  # what evaluation and `jaxseg.predict` call the target
-# The mask classes each target covers (`jaxseg.data.masks.target_mask`).
-TARGET_CLASSES = {"cytoplasm": [CYTOPLASM, NUCLEUS], "nuclei": [NUCLEUS]}
 
 
 def _load(run: Path) -> tuple[Config, nnx.Module]:
@@ -59,23 +61,23 @@ def _load(run: Path) -> tuple[Config, nnx.Module]:
 
 
 def serving_function(config: Config, network: nnx.Module) -> Callable[[jax.Array], jax.Array]:
-  """uint8 RGB images (B, H, W, 3) -> target probabilities (B, H, W), as `jaxseg.predict`
-  computes them from images already at the run's size."""
+  """uint8 RGB images (B, H, W, 3) -> target probabilities (B, H, W), or class probabilities
+  (B, H, W, 3) of a 3-class run, as `jaxseg.predict` computes them from images already at the
+  run's size."""
   if config.enhance.clahe:
     raise JaxsegError("enhance.clahe: CLAHE runs in OpenCV on the host and cannot be exported; "
                       "export a run trained without it")
   table = jnp.asarray(lookup_table(config.enhance)) if config.enhance.active else None
   graph, state = nnx.split(network)
 
-  def probabilities(images: jax.Array) -> jax.Array:
+  def serve(images: jax.Array) -> jax.Array:
     if table is not None:
       images = table[images.astype(jnp.int32)]
     model = nnx.merge(graph, state)
     model.eval()  # whatever mode ``network`` was left in: BatchNorm statistics, no dropout
-    logits = model(images.astype(jnp.float32))[..., 0]
-    return jax.nn.sigmoid(logits)
+    return probabilities(model(images.astype(jnp.float32)))
 
-  return probabilities
+  return serve
 
 
 def input_spec(config: Config, batch) -> jax.ShapeDtypeStruct:
@@ -140,14 +142,23 @@ def _without_dropout(network: nnx.Module) -> nnx.Module:
 def metadata(config: Config, form: str) -> dict:
   """What a program that runs the export needs to know, written beside it as JSON."""
   size = config.image_size
+  output = {"dtype": "float32", "shape": ["batch", size, size],
+            "meaning": f"probability of {config.target} per pixel"}
+  decision = {"threshold": THRESHOLD}
+  if config.target == CELL:
+    output = {"dtype": "float32", "shape": ["batch", size, size, len(CLASS_NAMES)],
+              "meaning": "probability of each class per pixel (softmax): channel i is class i",
+              "channels": list(CLASS_NAMES)}
+    decision = {"decision": "argmax over the last axis: each pixel's most probable class"}
   return {
     "format": form,
     "input": {"dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC, RGB"},
-    "output": {"dtype": "float32", "shape": ["batch", size, size],
-               "meaning": f"probability of {config.target} per pixel"},
+    "output": output,
     "target": config.target,
-    "classes": {"background": BACKGROUND, "cytoplasm": CYTOPLASM, "nucleus": NUCLEUS},
-    "target_classes": TARGET_CLASSES[config.target],
+    "classes": {name: value for value, name in enumerate(CLASS_NAMES)},
+    # The classes each binary target covers; a 3-class run scores both of them.
+    "target_classes": ({name: list(classes) for name, classes in TARGET_CLASSES.items()}
+                       if config.target == CELL else list(TARGET_CLASSES[config.target])),
     "image_size": [size, size],
     "preprocessing": {
       "before": "resize to image_size by area averaging (cv2.INTER_AREA)",
@@ -155,7 +166,7 @@ def metadata(config: Config, form: str) -> dict:
       "brightness": config.enhance.brightness,
       "contrast": config.enhance.contrast,
     },
-    "threshold": THRESHOLD,
+    **decision,
     "backbone": config.backbone,
     "decoder": config.decoder,
     "unet_filters": config.unet_filters,
@@ -187,10 +198,9 @@ def check_outputs(out: Path, run: Path) -> None:
 
 def _write_new(path: Path, data: bytes) -> None:
   try:
-    with open(path, "xb") as file:  # "x": fails rather than replace a file made meanwhile
-      file.write(data)
+    write_atomically(path, data, replace=False)  # never over a file, even one made meanwhile
   except OSError as error:
-    raise JaxsegError(f"--out {path}: cannot write it: {error.strerror or error}") from None
+    raise JaxsegError(f"--out {path}: cannot write it: {write_failure(path, error)}") from None
 
 
 def export_run(run: Path, form: str, out: Path, platforms: tuple[str, ...] = PLATFORMS) -> dict:
@@ -209,7 +219,11 @@ def export_run(run: Path, form: str, out: Path, platforms: tuple[str, ...] = PLA
     print(f"jaxseg.export: onnxruntime against JAX on a random batch: largest difference "
           f"{difference:.2e}")
   _write_new(out, data)
-  _write_new(sidecar(out), (json.dumps(info, indent=2) + "\n").encode())
+  try:
+    _write_new(sidecar(out), (json.dumps(info, indent=2) + "\n").encode())
+  except JaxsegError:
+    out.unlink()  # an export without its description is not kept
+    raise
   return info
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,13 +24,13 @@ from jaxseg.config import Config
 from jaxseg.data import record
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.folder import Splits
-from jaxseg.data.masks import NUCLEUS
+from jaxseg.data.masks import CELL, CLASS_NAMES, NUCLEUS, TARGETS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
 from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
-from jaxseg.errors import JaxsegError
-from jaxseg.interrupts import raise_pending
-from jaxseg.metrics import confusion_counts, scores
+from jaxseg.errors import NO_SPACE, JaxsegError, write_failure
+from jaxseg.interrupts import Preempted, between_steps
+from jaxseg.metrics import confusion_counts, confusion_matrices, run_scores
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
 from jaxseg.tensorboard import EpochWriter
@@ -42,11 +43,12 @@ PROGRESS_EVERY = 4
 
 def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -> dict:
   """Train ``config`` into the run folder ``workdir`` and return its summary (also written
-  to ``summary.json``). With ``resume``, continue the run there from its last finished epoch;
-  its settings must be ``config``'s, but for ``epochs``.
+  to ``summary.json``). With ``resume``, continue the run there from its latest checkpoint;
+  its settings must be ``config``'s, but for ``epochs`` and ``checkpoint_steps``.
 
   A new run that fails or is interrupted before its first epoch is saved leaves nothing
-  behind, so the same call can run again.
+  behind, so the same call can run again. One stopped by SIGTERM (`Preempted`) records it in
+  ``preempted.json``. This process holds the run folder's lock throughout (`RunFolder.create`).
   """
   config.validate()
   run = RunFolder(workdir)
@@ -63,29 +65,54 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -
   run.create()
   try:
     return _train(run, config, resume)
-  except jax.errors.JaxRuntimeError as error:
-    if "RESOURCE_EXHAUSTED" not in str(error):
-      raise
-    raise JaxsegError(f"out of device memory for batch {config.batch_size} at "
-                      f"{config.image_size}x{config.image_size} ({config.precision}); lower "
-                      "--batch-size or --image-size") from None
-  except BaseException:
+  except BaseException as error:
+    stop = _reported(error, config, run)
     if not resume and not run.checkpoints.has("latest"):
       run.discard(created)
-    raise
+    elif isinstance(stop, Preempted):
+      run.record_preemption()
+    if stop is error:
+      raise
+    raise stop from None
   finally:
-    run.checkpoints.close()
+    run.close()
+
+
+def _reported(error: BaseException, config: Config, run: RunFolder) -> BaseException:
+  """What a failure or stop is reported as. A SIGTERM waits for the checkpoint being written,
+  and is reported as its failure where it fails: a requeued job would fail again (a full disk).
+  Where a failure names no file or flag, one line does: the device's memory or the disk is full."""
+  if isinstance(error, Preempted):
+    if run.checkpoints.writing():
+      # Said before the wait: where the scheduler's SIGKILL cuts the wait short, this is the
+      # last line, and the checkpoint before the one being written is the latest.
+      print("jaxseg: stopped by SIGTERM; finishing the checkpoint being written", file=sys.stderr,
+            flush=True)
+    try:
+      run.checkpoints.wait()
+    except JaxsegError as failure:
+      return failure
+  if isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error):
+    return JaxsegError(f"out of device memory for batch {config.batch_size} at "
+                       f"{config.image_size}x{config.image_size} ({config.precision}); lower "
+                       "--batch-size or --image-size")
+  if isinstance(error, OSError) and error.errno in NO_SPACE:  # a picture, TensorBoard's events
+    path = error.filename or run.path
+    return JaxsegError(f"{path}: cannot write it ({write_failure(path, error)})")
+  return error
 
 
 def _check_unchanged(run: RunFolder, config: Config) -> None:
-  """A run continues as it was: every setting but ``epochs`` as it saved it."""
+  """A run continues as it was: every setting but ``epochs`` and ``checkpoint_steps`` (which
+  change no result) as it saved it."""
   saved, _ = run.read_config()
   changed = [name for name, value in _flat(config.to_dict()).items()
-             if name != "epochs" and _flat(saved.to_dict()).get(name) != value]
+             if name not in ("epochs", "checkpoint_steps")
+             and _flat(saved.to_dict()).get(name) != value]
   if changed:
     flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-    raise JaxsegError(f"--resume continues {run.path} with its own settings; only --epochs may "
-                      f"change, not {flags}")
+    raise JaxsegError(f"--resume continues {run.path} with its own settings; only --epochs and "
+                      f"--checkpoint-steps may change, not {flags}")
 
 
 def _flat(values: dict, prefix: str = "") -> dict:
@@ -127,7 +154,8 @@ def make_loaders(config: Config, splits: Splits, names=("train", "val", "test"))
   loaders = {
     name: Loader(getattr(splits, name), image_size=config.image_size, target=config.target,
                  enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
-                 kind=config.loader, labels=config.labels if name != "test" else "exact")
+                 kind=config.loader, labels=config.labels if name != "test" else "exact",
+                 mask_colours=config.mask_colour_map)
     for name in names
   }
   for name, loader in loaders.items():
@@ -136,15 +164,20 @@ def make_loaders(config: Config, splits: Splits, names=("train", "val", "test"))
 
 
 def check_target_present(loader: Loader, target: str) -> None:
-  """A target that no training mask holds cannot be learned: say which classes there are."""
-  if loader.masks.any():
+  """A target (or, of ``cell``, a class) that no training mask holds cannot be learned: say
+  which classes there are."""
+  wanted = range(1, len(CLASS_NAMES)) if target == CELL else [1]
+  missing = [value for value in wanted if not (loader.masks == value).any()]
+  if not missing:
     return
   classes = set()
   for example in loader.examples:
-    classes |= set(np.unique(read_mask(example.mask)).tolist())
+    classes |= set(np.unique(read_mask(example.mask, loader.mask_colours)).tolist())
+  what = ("it" if target != CELL else
+          " or ".join(f"{CLASS_NAMES[value]} ({value})" for value in missing))
   hint = (" (0/1 masks mark the whole cell: use --target cytoplasm)"
-          if target == "nuclei" and NUCLEUS not in classes else "")
-  raise JaxsegError(f"--target {target}: no training mask holds it; their values are "
+          if target in ("nuclei", CELL) and NUCLEUS not in classes else "")
+  raise JaxsegError(f"--target {target}: no training mask holds {what}; their values are "
                     f"{sorted(classes)}{hint}")
 
 
@@ -158,14 +191,18 @@ def statistics_batches(loader: Loader, config: Config):
 
 
 def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
-  return scores(steps.counts(state, loader.epoch(shuffle=False, drop_remainder=False)))
+  return run_scores(steps.counts(state, loader.epoch(shuffle=False, drop_remainder=False)))
 
 
 def otsu_scores(loader: Loader, target: str) -> dict:
-  """The paper's mask method on the same (resized, enhanced) test images, as a baseline."""
-  counts = [confusion_counts(np.stack([otsu_mask(image, target) for image in images]), masks)
-            for images, masks in loader.epoch(shuffle=False, drop_remainder=False)]
-  return scores(np.concatenate(counts))
+  """The paper's mask method on the same (resized, enhanced) test images, as a baseline, scored
+  as a run of ``target`` is: for ``cell``, both targets from one class mask."""
+  counts = []
+  for images, masks in loader.epoch(shuffle=False, drop_remainder=False):
+    predicted = np.stack([otsu_mask(image, target) for image in images])
+    counts.append(confusion_matrices(predicted, masks, len(CLASS_NAMES)) if target == CELL
+                  else confusion_counts(predicted, masks))
+  return run_scores(np.concatenate(counts))
 
 
 def _train(run: RunFolder, config: Config, resume: bool) -> dict:
@@ -182,13 +219,17 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
   state = steps.place(state)
   key = jax.random.key(config.seed)
 
-  first_epoch, best_dice, history = 1, -1.0, []
+  first_epoch, best_dice, history, done = 1, -1.0, [], []
   if resume and run.checkpoints.has("latest"):
     state, meta = run.checkpoints.restore("latest", state)
     first_epoch, best_dice = meta["epoch"] + 1, meta["best_dice"]
+    done = meta.get("losses", [])  # a checkpoint within an epoch: its steps' losses
     history = run.read_metrics(up_to_epoch=meta["epoch"])
+    if "metrics" in meta and [m["epoch"] for m in history[-1:]] != [meta["epoch"]]:
+      history.append(meta["metrics"])  # stopped after the checkpoint, before its metrics line
     run.rewrite_metrics(history)
-    print(f"jaxseg: resuming {run.path} after epoch {meta['epoch']}")
+    within = f", {len(done)} steps into epoch {first_epoch}" if done else ""
+    print(f"jaxseg: resuming {run.path} after epoch {meta['epoch']}{within}")
   else:  # a new run, or one stopped before its first checkpoint: start it afresh
     run.write_config(config, {"data_root": source, "weights": weights,
                               "source_size": list(read_image(splits.train[0].image).shape[:2])})
@@ -196,30 +237,34 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     run.rewrite_metrics([])
 
   board = EpochWriter(run.tensorboard_dir, loaders["val"], count=config.figure_images,
-                      primary=run.primary)
+                      primary=run.primary, channels=config.out_channels)
   started = time.perf_counter()
-  for epoch in range(first_epoch, config.epochs + 1):
-    epoch_start = time.perf_counter()
-    state, train_loss, val, seconds = train_and_validate(steps, state, loaders, epoch, key,
-                                                         config, run.primary)
-    images = loaders["train"].steps(drop_remainder=True) * config.batch_size
-    epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
-               "train_images_per_second": round(images / seconds["train_s"], 2)}
-    save_start = time.perf_counter()
-    improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice)
-    seconds["checkpoint_s"] = time.perf_counter() - save_start
-    epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
-    epoch_record["phase_seconds"] = {name: round(value, 2) for name, value in seconds.items()}
-    history.append(epoch_record)
-    run.append_metrics(epoch_record)
-    board.write(epoch, epoch_record, learning_rate=config.learning_rate,
-                predict=functools.partial(steps.predict, state))
-    tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
-               f"val dice {val['dice']:.4f}  iou {val['iou']:.4f}  "
-               f"{epoch_record['train_images_per_second']:.1f} img/s  "
-               f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
+  try:  # the events file is closed however training ends
+    for epoch in range(first_epoch, config.epochs + 1):
+      epoch_start = time.perf_counter()
+      state, train_loss, val, seconds = train_and_validate(
+        steps, state, loaders, epoch, key, config, run.primary, done=done,
+        checkpoint=functools.partial(save_steps, run, epoch, best_dice))
+      images = (loaders["train"].steps(drop_remainder=True) - len(done)) * config.batch_size
+      done = []
+      epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
+                 "train_images_per_second": round(images / seconds["train_s"], 2)}
+      save_start = time.perf_counter()
+      improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice, epoch_record)
+      seconds["checkpoint_s"] = time.perf_counter() - save_start
+      epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
+      epoch_record["phase_seconds"] = {name: round(value, 2) for name, value in seconds.items()}
+      history.append(epoch_record)
+      run.append_metrics(epoch_record)
+      board.write(epoch, epoch_record, learning_rate=config.learning_rate,
+                  predict=functools.partial(steps.predict, state))
+      tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
+                 f"val {_scores_line(val)}  "
+                 f"{epoch_record['train_images_per_second']:.1f} img/s  "
+                 f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
+  finally:
+    board.close()
 
-  board.close()
   best, best_meta = run.checkpoints.restore("best", state.replace(opt_state=None))
   state = state.replace(params=best.params, model_state=best.model_state)
   test = evaluate_loader(steps, state, loaders["test"])
@@ -252,12 +297,13 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
 
 
 def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, key,
-                       config: Config, show: bool):
+                       config: Config, show: bool, *, done=(), checkpoint=None):
   """One epoch but its checkpoint: the training pass, BatchNorm statistics (where they are
   recomputed) and validation. (state, mean training loss, validation scores, seconds of each
-  phase: ``train_s``, ``statistics_s``, ``validation_s``)."""
+  phase: ``train_s``, ``statistics_s``, ``validation_s``). ``done`` and ``checkpoint``: as
+  `train_epoch` takes them."""
   state, train_loss, train_seconds = train_epoch(steps, state, loaders["train"], epoch, key,
-                                                 config, show)
+                                                 config, show, done=done, checkpoint=checkpoint)
   start = time.perf_counter()
   if config.batchnorm_statistics == "recomputed":
     # Waited for, so that its time is not counted as validation's.
@@ -270,42 +316,76 @@ def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, ke
                                   "validation_s": time.perf_counter() - start}
 
 
-def save_epoch(run: RunFolder, epoch: int, state, dice: float, best_dice: float):
+def save_epoch(run: RunFolder, epoch: int, state, dice: float, best_dice: float,
+               record: dict | None = None):
   """Checkpoint ``epoch`` as the latest, and its model as the best where its validation
   ``dice`` beats ``best_dice``: (improved, best Dice so far). Only ``latest`` is resumed, so
-  ``best`` leaves out Adam's moments, two thirds of the state."""
+  ``best`` leaves out Adam's moments, two thirds of the state. ``record``, the epoch's line of
+  metrics.jsonl, goes into the latest checkpoint too: a run stopped after it is saved and
+  before the line is written gets the line back when it resumes."""
   improved = dice > best_dice
   best_dice = max(best_dice, dice)
   meta = {"epoch": epoch, "best_dice": best_dice}
   if improved:
-    run.checkpoints.save("best", epoch, state.replace(opt_state=None), meta)
-  run.checkpoints.save("latest", epoch, state, meta)
+    run.checkpoints.save("best", _step(state), state.replace(opt_state=None), meta)
+  # A copy: Orbax writes the meta in the background, while the caller adds timings to ``record``.
+  run.checkpoints.save("latest", _step(state), state,
+                       meta if record is None else {**meta, "metrics": dict(record)})
   return improved, best_dice
 
 
+def save_steps(run: RunFolder, epoch: int, best_dice: float, state, step: int,
+               losses: np.ndarray) -> None:
+  """Checkpoint the run as the latest after ``step`` steps of ``epoch``, with their ``losses``:
+  a run resumed from it trains the rest of the epoch and adds them to its mean loss."""
+  run.checkpoints.save("latest", _step(state), state, {
+    "epoch": epoch - 1, "best_dice": best_dice, "steps": step,
+    "losses": [float(loss) for loss in losses]})
+
+
+def _step(state) -> int:
+  """The steps ``state`` has trained, from the first of the run: what checkpoints are named by.
+  Read from this process's copy: the state is the same on every device."""
+  return int(np.asarray(state.step.addressable_data(0)))
+
+
 def train_epoch(steps: engine.Steps, state, loader: Loader, epoch: int, key, config: Config,
-                show: bool):
-  """One pass over the training images: (state, mean loss, seconds). A loss that is not
-  finite stops training before anything of this epoch is saved."""
+                show: bool, *, done=(), checkpoint=None):
+  """One pass over the training images: (state, mean loss, seconds). ``done``: the losses of
+  the first steps of the epoch, trained before the run was resumed from a checkpoint within
+  it; those steps are skipped. ``checkpoint(state, step, losses)`` saves the run after
+  ``step`` steps, every ``config.checkpoint_steps``. A loss that is not finite stops training
+  before the steps that led to it are saved."""
   start = time.perf_counter()
-  batches = loader.epoch(epoch, shuffle=True, drop_remainder=True)
   count = loader.steps(drop_remainder=True)
-  losses = []
-  with tqdm(total=count * config.batch_size, desc=f"epoch {epoch}/{config.epochs}", unit="img",
-            leave=False, disable=not show) as bar:
-    for step, (images, masks) in enumerate(batches, 1):
-      raise_pending()
+  batches = itertools.islice(loader.epoch(epoch, shuffle=True, drop_remainder=True), len(done),
+                             None)
+  losses = [np.float32(loss) for loss in done]
+  every = config.checkpoint_steps if checkpoint else 0
+  with tqdm(total=count * config.batch_size, initial=len(done) * config.batch_size,
+            desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
+            disable=not show) as bar:
+    for step, (images, masks) in enumerate(batches, len(done) + 1):
+      between_steps((epoch - 1) * count + step)
       state, metrics = steps.train(state, *steps.batch(images, masks), key)
       losses.append(metrics["loss"])  # stays on the device: no host round trip per step
       if step % PROGRESS_EVERY == 0 or step == count:
         losses[-1].block_until_ready()
         bar.update(step * config.batch_size - bar.n)
+      if every and step % every == 0 and step < count:
+        checkpoint(state, step, _finite(losses, epoch))
+  losses = _finite(losses, epoch)
+  return state, float(losses.mean()), time.perf_counter() - start
+
+
+def _finite(losses: list, epoch: int) -> np.ndarray:
+  """``losses`` on the host, or a `JaxsegError` naming the first step whose loss is not finite."""
   losses = np.asarray(jax.device_get(losses))
   bad = np.flatnonzero(~np.isfinite(losses))
   if bad.size:
     raise JaxsegError(f"epoch {epoch}, step {bad[0] + 1}: training loss is {losses[bad[0]]}; "
                       "stopped, this epoch not saved (try a lower --learning-rate)")
-  return state, float(losses.mean()), time.perf_counter() - start
+  return losses
 
 
 def figure_predictions(steps: engine.Steps, state, loader: Loader, config: Config):
@@ -322,7 +402,8 @@ def figure_predictions(steps: engine.Steps, state, loader: Loader, config: Confi
                    zip(*loader.epoch(shuffle=False, drop_remainder=False)))
   images, masks = images[chosen], masks[chosen]
   names = [loader.examples[i].name for i in chosen]
-  return names, images, masks, steps.predict(state, images) > 0.5
+  return names, images, masks, engine.predicted_mask(steps.predict(state, images),
+                                                     config.out_channels)
 
 
 def versions() -> dict:
@@ -332,12 +413,29 @@ def versions() -> dict:
   return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__}
 
 
+def _scores_line(val: dict) -> str:
+  """Validation Dice and IoU of the target, or each target's Dice and the mean IoU over the
+  classes of a 3-class run."""
+  if "classes" not in val:
+    return f"dice {val['dice']:.4f}  iou {val['iou']:.4f}"
+  return "  ".join([*(f"{target} dice {val[target]['dice']:.4f}" for target in TARGETS),
+                    f"mean iou {val['mean_iou']:.4f}"])
+
+
 def print_table(summary: dict) -> None:
-  rows = [("model", summary["test"]), ("Otsu threshold", summary["otsu_test"])]
+  test, otsu = summary["test"], summary["otsu_test"]
+  rows = [("model", test), ("Otsu threshold", otsu)]
+  if summary["target"] == CELL:  # each target of the one model
+    rows = [row for target in TARGETS
+            for row in ((f"model, {target}", test[target]), (f"Otsu, {target}", otsu[target]))]
   keys = ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou", "per_image_dice")
   print(f"\ntest set ({summary['images']['test']} images), target {summary['target']}, "
         f"best epoch {summary['best_epoch']}; pooled over pixels, mean_iou includes background")
   print(f"{'':16s}" + "".join(f"{k:>15s}" for k in keys))
   for label, values in rows:
     print(f"{label:16s}" + "".join(f"{values[k]:15.4f}" for k in keys))
+  if summary["target"] == CELL:
+    for label, values in (("model", test), ("Otsu threshold", otsu)):
+      classes = ", ".join(f"{name} {values['classes'][name]['iou']:.4f}" for name in CLASS_NAMES)
+      print(f"{label}: IoU per class {classes}; mean {values['mean_iou']:.4f}")
 

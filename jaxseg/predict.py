@@ -220,6 +220,11 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   if not 0 <= args.threshold < 1:
     raise JaxsegError(f"--threshold {args.threshold}: choose a probability in [0, 1)")
+  # Inputs and outputs first: their checks read headers and names, not the runs' models.
+  paths = input_images(args.images)
+  runs = [args.run] + ([args.nuclei_run] if args.nuclei_run else [])
+  out = OutputFolder(args.out, output_names(paths, args.measure), inputs=paths,
+                     input_folders=[path for path in args.images if path.is_dir()] + runs)
   three_class = RunFolder(args.run).read_config()[0].target == CELL
   if three_class and args.nuclei_run is not None:
     raise JaxsegError(f"--nuclei-run: --run {args.run} is a 3-class run, which finds nuclei "
@@ -227,10 +232,6 @@ def main(argv=None) -> None:
   if args.measure and args.nuclei_run is None and not three_class:
     raise JaxsegError("--measure needs cells and nuclei: give a 3-class run (--target cell), "
                       "or --run CYTOPLASM_RUN --nuclei-run NUCLEI_RUN")
-  paths = input_images(args.images)
-  runs = [args.run] + ([args.nuclei_run] if args.nuclei_run else [])
-  out = OutputFolder(args.out, output_names(paths, args.measure), inputs=paths,
-                     input_folders=[path for path in args.images if path.is_dir()] + runs)
   if args.nuclei_run is None:
     model = Segmenter(TrainedModel(args.run))
     models = {model.config.target: model}

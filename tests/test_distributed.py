@@ -1,4 +1,5 @@
-"""Data parallelism: 4 devices equal 1 device; two processes equal one (CPU collectives)."""
+"""Data parallelism: 4 devices equal 1 device; two processes, preempted and resumed, equal one
+(CPU collectives)."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from jaxseg.cli import PREEMPTED
 from tests.support.helpers import write_folder
 
 
@@ -51,8 +53,9 @@ TINY = ["--image-size", "32", "--unet-filters", "4", "--batch-size", "4", "--loa
         "--preset", "quick"]
 
 
-def run_processes(count, module, *args) -> list[str]:
-  """``python -m MODULE ARGS`` as ``count`` processes of two devices each; their outputs."""
+def run_processes(count, module, *args, status: int = 0) -> list[tuple[str, str]]:
+  """``python -m MODULE ARGS`` as ``count`` processes of two devices each, every one to exit
+  with ``status``; their stdout and stderr."""
   port = free_port()
   extra = lambda i: ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(count),
                      "--process-id", str(i)] if count > 1 else []
@@ -63,9 +66,9 @@ def run_processes(count, module, *args) -> list[str]:
   outputs = [p.communicate(timeout=900) for p in procs]
   # Every failed process's end: one that stops makes the others fail waiting for it.
   failed = [f"process {i} exited {p.returncode}:\n{err[-3000:]}"
-            for i, (p, (_, err)) in enumerate(zip(procs, outputs)) if p.returncode != 0]
+            for i, (p, (_, err)) in enumerate(zip(procs, outputs)) if p.returncode != status]
   assert not failed, "\n".join(failed)
-  return [out for out, _ in outputs]
+  return outputs
 
 
 def train_processes(count, *args):
@@ -75,19 +78,27 @@ def train_processes(count, *args):
 def test_a_process_late_to_its_first_collective_is_waited_for():
   # Process 0's value (its id + 10), broadcast; every device's value (process id + 1),
   # doubled, summed over both processes' two devices.
-  for out in run_processes(2, "tests.support.late_process"):
+  for out, _ in run_processes(2, "tests.support.late_process"):
     assert [float(v) for v in out.split()[-2:]] == [10, 2 * (1 + 1 + 2 + 2)]
 
 
-def test_two_processes_checkpoint_resume_and_equal_one(tmp_path):
+def test_two_processes_preempted_resume_and_equal_one(tmp_path):
+  """A SIGTERM to process 1 in epoch 2 stops both processes at the step they agree on, with
+  the preempted status, the checkpoint they wrote together kept; resumed, they end as one
+  process trained without a stop."""
   data = write_folder(tmp_path / "data", 12, size=64)
   single, multi = tmp_path / "single", tmp_path / "multi"
-  train_processes(1, "--data", str(data), "--workdir", str(single), *TINY, "--epochs", "2")
-  train_processes(2, "--data", str(data), "--workdir", str(multi), *TINY, "--epochs", "1")
-  assert (multi / "checkpoints" / "latest").is_dir()
-  train_processes(2, "--workdir", str(multi), "--resume", "--epochs", "2")
+  train_processes(1, "--data", str(data), "--workdir", str(single), *TINY, "--epochs", "3")
+  ends = run_processes(2, "tests.support.preempted_train", "--data", str(data), "--workdir",
+                       str(multi), *TINY, "--epochs", "3", status=PREEMPTED)
+  for _, err in ends:
+    assert "jaxseg: stopped by SIGTERM; the latest checkpoint is kept" in err
   lines = lambda run: [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-  assert [m["epoch"] for m in lines(multi)] == [1, 2]  # one writer: no duplicate lines
+  (stop,) = json.loads((multi / "preempted.json").read_text())["preemptions"]
+  assert stop["epochs_done"] in (1, 2)  # stopped in epoch 2 or 3, not after the last
+  assert [m["epoch"] for m in lines(multi)] == list(range(1, stop["epochs_done"] + 1))
+  train_processes(2, "--workdir", str(multi), "--resume")
+  assert [m["epoch"] for m in lines(multi)] == [1, 2, 3]  # one writer: no duplicate lines
   np.testing.assert_allclose([m["train_loss"] for m in lines(multi)],
                              [m["train_loss"] for m in lines(single)], rtol=1e-4)
   summary = lambda run: json.loads((run / "summary.json").read_text())["test"]

@@ -23,6 +23,9 @@ def test_processes_probe_the_run_folder_with_files_of_their_own(tmp_path, monkey
   monkeypatch.setattr(Path, "touch", lambda path, *a, **k: (probes.append(path), touch(path, *a, **k)))
   for process in (0, 1):
     monkeypatch.setattr(jax, "process_index", lambda process=process: process)
-    RunFolder(tmp_path / "run").create()
+    run = RunFolder(tmp_path / "run")
+    run.create()
+    run.close()
   assert len(probes) == 2 and probes[0] != probes[1]
-  assert not any((tmp_path / "run").iterdir())  # each removed its own
+  # Each removed its own; process 0's lock stays, free.
+  assert [path.name for path in (tmp_path / "run").iterdir()] == ["writer.lock"]

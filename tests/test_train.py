@@ -43,9 +43,10 @@ def test_run_folder(straight):
     assert (workdir / name).is_file(), name
   checkpoints = workdir / "checkpoints"
   best_epoch = summary["best_epoch"]
-  assert (checkpoints / "latest" / "2" / "optimizer").is_dir()  # what --resume reads
-  assert (checkpoints / "best" / str(best_epoch) / "model").is_dir()
-  assert not (checkpoints / "best" / str(best_epoch) / "optimizer").exists()  # never resumed
+  # Named by the steps trained: 4 an epoch (9 training images in batches of 2).
+  assert (checkpoints / "latest" / "8" / "optimizer").is_dir()  # what --resume reads
+  assert (checkpoints / "best" / str(4 * best_epoch) / "model").is_dir()
+  assert not (checkpoints / "best" / str(4 * best_epoch) / "optimizer").exists()  # never resumed
   history = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [m["epoch"] for m in history] == [1, 2]
   for record in history:  # every phase of the epoch timed, within the epoch's time

@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from jaxseg.errors import DataError
+from jaxseg.data.masks import colour_classes
+from jaxseg.errors import DataError, write_failure
+from jaxseg.outputs import write_atomically
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Larger images are refused from their header, before any decoding: 10000x10000 and more.
@@ -233,11 +235,14 @@ def _eight_bits(image: np.ndarray, source) -> np.ndarray:
   return (image.astype(np.float32) / 257).round().astype(np.uint8)
 
 
-def read_mask(path) -> np.ndarray:
+def read_mask(path, colours: dict | None = None) -> np.ndarray:
   """A mask file as uint8 (H, W), as a viewer shows it; palette images give their indices.
 
   EXIF orientation is applied, as to images. Lossy formats (JPEG) are refused: they blur class
   edges into values between the classes. Values are left to `jaxseg.data.masks.check_mask_values`.
+  With ``colours`` ({(r, g, b): class}, `jaxseg.data.masks.parse_mask_colors`) the mask is read
+  as the colours a viewer shows (a palette's, gray as equal channels) and each pixel given its
+  colour's class; a colour that ``colours`` does not name is a `DataError`.
   """
   source = _source(path)
   data, header = _read(source, "mask")
@@ -247,15 +252,22 @@ def read_mask(path) -> np.ndarray:
                       "edges; save masks as PNG")
     orientation = _orientation(source, header)
     if header.mode in ("P", "PA"):
-      return _turned(_palette_indices(source, header), orientation)
+      if colours is None:
+        return _turned(_palette_indices(source, header), orientation)
+      return colour_classes(_turned(_palette_colours(source, header), orientation), colours,
+                            source)
   mask = _turned(_decode(source, data, "mask"), orientation)
+  if mask.dtype != np.uint8:
+    raise DataError(f"{source}: mask has {mask.dtype} pixels; expected 8 bits")
+  if colours is not None:
+    rgb = cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB if mask.ndim == 2 else cv2.COLOR_BGR2RGB)
+    return colour_classes(rgb, colours, source)
   if mask.ndim == 3:
     if not (mask == mask[..., :1]).all():
       raise DataError(f"{source}: mask is a colour image ({mask.shape[2]} channels that differ); "
-                      "a mask is one channel of class values 0/1/2, or 0/255 (gray or palette PNG)")
+                      "a mask is one channel of class values 0/1/2, or 0/255 (gray or palette "
+                      "PNG), or colours that --mask-colors names")
     mask = mask[..., 0]  # gray stored as colour: every channel the same
-  if mask.dtype != np.uint8:
-    raise DataError(f"{source}: mask has {mask.dtype} pixels; expected 8 bits")
   return mask
 
 
@@ -265,6 +277,13 @@ def _palette_indices(source, header: Image.Image) -> np.ndarray:
   except (OSError, SyntaxError, ValueError, EOFError, struct.error):
     raise DataError(f"{source}: cannot read mask (corrupt or unsupported)") from None
   return indices if indices.ndim == 2 else indices[..., 0]
+
+
+def _palette_colours(source, header: Image.Image) -> np.ndarray:
+  try:
+    return np.asarray(header.convert("RGB"))
+  except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+    raise DataError(f"{source}: cannot read mask (corrupt or unsupported)") from None
 
 
 def write_mask(path, mask: np.ndarray) -> None:
@@ -278,13 +297,7 @@ def write_image(path, image: np.ndarray) -> None:
 
 
 def _write_png(path, pixels: np.ndarray, what: str) -> None:
-  # Into a new file renamed over ``path``: no reader sees half a file, and a link or a second
-  # name of an existing file is replaced, never written through.
-  path = Path(path)
-  staging = path.with_name(f".{path.name}.partial")
   try:
-    staging.write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
-    os.replace(staging, path)
+    write_atomically(Path(path), cv2.imencode(".png", pixels)[1].tobytes())
   except OSError as error:
-    staging.unlink(missing_ok=True)
-    raise DataError(f"{path}: cannot write {what}: {error.strerror or error}") from None
+    raise DataError(f"{path}: cannot write {what}: {write_failure(path, error)}") from None
