@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import metrics
+from jaxseg import metrics, plots
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
 from jaxseg.configs import quick
@@ -206,11 +206,6 @@ def describe(examples) -> dict:
 
 def plot_histograms(pairs, path: Path) -> None:
   """Per class, the distributions of red, green, blue and HSV saturation."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   histograms = np.zeros((len(CLASS_NAMES), 4, 256))
   for image, mask in pairs:
     channels = [image[..., 0], image[..., 1], image[..., 2], saturation(image)]
@@ -219,7 +214,8 @@ def plot_histograms(pairs, path: Path) -> None:
       for index, channel in enumerate(channels):
         histograms[value, index] += np.bincount(channel[chosen], minlength=256)
   histograms /= np.maximum(histograms.sum(axis=2, keepdims=True), 1)
-  fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+  fig = plots.new_figure(figsize=(14, 3.2))
+  axes = fig.subplots(1, 4)
   for index, (ax, title) in enumerate(zip(axes, ("red", "green", "blue", "HSV saturation"))):
     for value, colour in zip(range(len(CLASS_NAMES)), ("0.5", "tab:green", "tab:purple")):
       ax.plot(histograms[value, index], color=colour, label=CLASS_NAMES[value])
@@ -227,7 +223,6 @@ def plot_histograms(pairs, path: Path) -> None:
   axes[0].legend()
   fig.tight_layout()
   fig.savefig(path, dpi=80)
-  plt.close(fig)
 
 
 def print_report(report: dict) -> None:

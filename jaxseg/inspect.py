@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.extend.core import Literal
 
+from jaxseg import plots
 from jaxseg.bench import steps as bench
 from jaxseg.bench.timing import compile_costs, xla_flops
 from jaxseg.cli import ArgumentParser, command
@@ -239,18 +240,13 @@ def print_row(row: dict) -> None:
 
 def draw_rows(rows: list[dict], path: Path, title: str) -> None:
   """Horizontal bars per model, one panel per column of the table."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   panels = (("variables (millions)", "variables", 1e-6),
             ("forward GFLOP / image", "forward_gflop_per_image", 1),
             ("train-step GFLOP / image", "train_gflop_per_image", 1),
             ("train step memory (GiB)", "train_step_bytes", 2**-30),
             ("compile time (s)", "compile_s", 1))
-  fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 0.5 * len(rows) + 1.4),
-                           sharey=True)
+  fig = plots.new_figure(figsize=(3.2 * len(panels), 0.5 * len(rows) + 1.4))
+  axes = fig.subplots(1, len(panels), sharey=True)
   names = [row["backbone"] for row in rows]
   for axis, (label, key, scale) in zip(axes, panels):
     axis.barh(names, [(row[key] or 0) * scale for row in rows], color="tab:blue")
@@ -259,7 +255,6 @@ def draw_rows(rows: list[dict], path: Path, title: str) -> None:
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -4,28 +4,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import jax
+import numpy as np
 
-matplotlib.use("Agg")
-import jax  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-
-from jaxseg.data.augment import Augment, augment_batch  # noqa: E402
-from jaxseg.data.enhance import Enhance  # noqa: E402
-from jaxseg.data.masks import CELL, NUCLEUS, TARGETS  # noqa: E402
-from jaxseg.data.pipeline import prepare_image  # noqa: E402
+from jaxseg.data.augment import Augment, augment_batch
+from jaxseg.data.enhance import Enhance
+from jaxseg.data.masks import CELL, NUCLEUS, TARGETS
+from jaxseg.data.pipeline import prepare_image
 
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
 PANEL_INCHES, DPI = 2.0, 100  # Figure 2: one panel per image and row
+
+
+def new_figure(**kwargs):
+  """A Matplotlib figure that saves without pyplot: no process-wide backend or figure list to
+  change, and pyplot's imports are not paid (Matplotlib is imported when a picture is drawn)."""
+  from matplotlib.figure import Figure
+
+  return Figure(**kwargs)
 
 
 def training_curves(history: list[dict], path: Path, target: str) -> None:
   """Training loss and validation Dice / IoU per epoch (of each target of a 3-class run),
   best epoch marked."""
   epochs = [m["epoch"] for m in history]
-  fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig = new_figure(figsize=(10, 3.6))
+  loss_ax, score_ax = fig.subplots(1, 2)
   loss_ax.plot(epochs, [m["train_loss"] for m in history], marker=".")
   loss_ax.set(xlabel="epoch", ylabel="soft Jaccard loss", title="training loss")
   for label, scores in _validation_curves(history, target):
@@ -38,7 +42,6 @@ def training_curves(history: list[dict], path: Path, target: str) -> None:
     ax.grid(alpha=0.3)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def _validation_curves(history: list[dict], target: str):
@@ -74,8 +77,8 @@ def prediction_figure(names, images, truths, predictions, path: Path, target: st
   if target == CELL:
     columns[-1:] = [f"segmented {name}" for name in TARGETS]
   top = NUCLEUS if target == CELL else 1  # the masks' largest value: gray levels by class
-  fig, axes = plt.subplots(len(images), len(columns), figsize=(12 * len(columns) / 5,
-                           2.6 * len(images)), squeeze=False)
+  fig = new_figure(figsize=(12 * len(columns) / 5, 2.6 * len(images)))
+  axes = fig.subplots(len(images), len(columns), squeeze=False)
   for row, (name, image, truth, pred) in enumerate(zip(names, images, truths, predictions)):
     panels = (image, truth, pred, overlay(image, pred), segmented(image, pred))
     if target == CELL:  # the whole cell, then the nuclei
@@ -91,7 +94,6 @@ def prediction_figure(names, images, truths, predictions, path: Path, target: st
     axes[row][0].set_ylabel(name, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)
 
 
 def enhancement_figure(images, size: int, enhancement: Enhance, augmentation: Augment,
@@ -114,8 +116,8 @@ def enhancement_figure(images, size: int, enhancement: Enhance, augmentation: Au
           (f"enhanced\n{enhancement.contrast:g} x pixel {enhancement.brightness:+g}"
            + " + CLAHE" * enhancement.clahe, enhanced),
           *((f"augmented ({i})", batch) for i, batch in enumerate(augmented, 1))]
-  fig, axes = plt.subplots(len(rows), len(images), squeeze=False,
-                           figsize=(PANEL_INCHES * len(images), PANEL_INCHES * len(rows)))
+  fig = new_figure(figsize=(PANEL_INCHES * len(images), PANEL_INCHES * len(rows)))
+  axes = fig.subplots(len(rows), len(images), squeeze=False)
   for axes_row, (label, batch) in zip(axes, rows):
     for ax, image in zip(axes_row, batch):
       ax.imshow(image)
@@ -124,7 +126,6 @@ def enhancement_figure(images, size: int, enhancement: Enhance, augmentation: Au
     axes_row[0].set_ylabel(label, fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
 
 
 STUDY_AXES = (("train_images_per_second", "training images/s (measured)"),
@@ -143,11 +144,13 @@ def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path:
   """Test Dice of each method against its cost, one row of panels per target: measured
   training speed, FLOPs and variables (log scales); error bars are the seeds' standard
   deviation where a method ran with several."""
-  fig, axes = plt.subplots(len(rows), len(STUDY_AXES), figsize=(4.2 * len(STUDY_AXES),
-                           3.6 * len(rows)), squeeze=False)
+  from matplotlib import colormaps, ticker
+
+  fig = new_figure(figsize=(4.2 * len(STUDY_AXES), 3.6 * len(rows)))
+  axes = fig.subplots(len(rows), len(STUDY_AXES), squeeze=False)
   for ax_row, (target, by_method) in zip(axes, rows.items()):
     for ax, (key, label) in zip(ax_row, STUDY_AXES):
-      for colour, (method, row) in zip(plt.cm.tab10.colors, by_method.items()):
+      for colour, (method, row) in zip(colormaps["tab10"].colors, by_method.items()):
         x = row[key] / 1e6 if key == "variables" else row[key]
         ax.errorbar(x, 100 * row["test"]["dice"],
                     yerr=None if row["dice_sd"] is None else 100 * row["dice_sd"],
@@ -162,4 +165,3 @@ def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path:
   fig.suptitle("Test Dice against cost (error bars: standard deviation over seeds)", fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)

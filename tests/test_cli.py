@@ -93,13 +93,15 @@ def test_each_setting_turns_off(variable, monkeypatch):
 # The libraries jaxseg imports are imported first: what they change on import is theirs.
 PROBE = """
 import json, logging, os, signal, sys, warnings
-import cv2, flax, jax, optax, orbax.checkpoint, tensorflow_datasets, tqdm
+import cv2, flax, jax, matplotlib, optax, orbax.checkpoint, tensorflow_datasets, tqdm
 def settings():
   return {"environ": dict(os.environ), "signals": {s.name: repr(signal.getsignal(s))
           for s in (signal.SIGINT, signal.SIGTERM)}, "hook": repr(sys.unraisablehook),
           "warnings": repr(warnings.formatwarning), "filters": {name: repr(logger.filters)
           for name, logger in [("root", logging.getLogger())] + [(n, logging.getLogger(n))
-          for n in ("absl", "jax", "orbax")]}, "excepthook": repr(sys.excepthook)}
+          for n in ("absl", "jax", "orbax")]}, "excepthook": repr(sys.excepthook),
+          "matplotlib backend": repr(dict.__getitem__(matplotlib.rcParams, "backend")),
+          "pyplot": "matplotlib.pyplot" in sys.modules}
 before = settings()
 import jaxseg, jaxseg.loop, jaxseg.models, jaxseg.cli
 import {modules}
