@@ -31,6 +31,7 @@ from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
 from jaxseg.errors import NO_SPACE, JaxsegError, write_failure
 from jaxseg.interrupts import Preempted, between_steps
 from jaxseg.metrics import confusion_counts, confusion_matrices, run_scores
+from jaxseg.phases import PhaseClock, process_seconds
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
 from jaxseg.tensorboard import EpochWriter
@@ -40,11 +41,18 @@ from jaxseg.weights.store import describe_weights
 # finished work, not work handed to the device.
 PROGRESS_EVERY = 4
 
+# summary.json's wall_seconds: the phases before the first epoch and after the last.
+START_UP = ("imports", "data", "reading_images", "weights", "model", "run_files", "tensorboard")
+WRAP_UP = ("checkpoint_writes", "restore_best", "test", "otsu", "figure", "plots")
 
-def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -> dict:
+
+def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
+                       clock: PhaseClock | None = None) -> dict:
   """Train ``config`` into the run folder ``workdir`` and return its summary (also written
   to ``summary.json``). With ``resume``, continue the run there from its latest checkpoint;
-  its settings must be ``config``'s, but for ``epochs`` and ``checkpoint_steps``.
+  its settings must be ``config``'s, but for ``epochs`` and ``checkpoint_steps``. ``clock``
+  holds what a command spent before (its imports); the summary's ``wall_seconds`` adds the
+  run's own phases.
 
   A new run that fails or is interrupted before its first epoch is saved leaves nothing
   behind, so the same call can run again. One stopped by SIGTERM (`Preempted`) records it in
@@ -64,7 +72,7 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False) -
     engine.sync_processes()
   run.create()
   try:
-    return _train(run, config, resume)
+    return _train(run, config, resume, clock or PhaseClock())
   except BaseException as error:
     stop = _reported(error, config, run)
     if not resume and not run.checkpoints.has("latest"):
@@ -205,20 +213,62 @@ def otsu_scores(loader: Loader, target: str) -> dict:
   return run_scores(np.concatenate(counts))
 
 
-def _train(run: RunFolder, config: Config, resume: bool) -> dict:
-  print(f"jaxseg: {config.backbone} U-Net, target {config.target}, preset {config.preset}, "
-        f"{config.epochs} epochs at {config.image_size}px, batch {config.batch_size}, "
-        f"{config.precision}, on {jax.device_count()} {jax.devices()[0].platform} device(s)")
-  source, splits = data_for(run, config, resume)
-  check_outside_data(run, source)
-  loaders = make_loaders(config, splits)
-  check_target_present(loaders["train"], config.target)
-  weights = describe_weights(config)
-  model, state = engine.build(config, resolve_kernels(config.kernels))
-  steps = engine.Steps(model, config.augment, config.batch_size)
-  state = steps.place(state)
+def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> dict:
+  with clock("data"):  # JAX's backend starts here too
+    print(f"jaxseg: {config.backbone} U-Net, target {config.target}, preset {config.preset}, "
+          f"{config.epochs} epochs at {config.image_size}px, batch {config.batch_size}, "
+          f"{config.precision}, on {jax.device_count()} {jax.devices()[0].platform} device(s)")
+    source, splits = data_for(run, config, resume)
+    check_outside_data(run, source)
+  with clock("reading_images"):
+    loaders = make_loaders(config, splits)
+    check_target_present(loaders["train"], config.target)
+  with clock("weights"):
+    weights = describe_weights(config)
+  with clock("model"):
+    model, state = engine.build(config, resolve_kernels(config.kernels))
+    steps = engine.Steps(model, config.augment, config.batch_size)
+    state = steps.place(state)
   key = jax.random.key(config.seed)
+  with clock("run_files"):
+    state, first_epoch, best_dice, history, done = _start(run, config, resume, state, source,
+                                                          splits, weights)
+  with clock("tensorboard"):
+    board = EpochWriter(run.tensorboard_dir, loaders["val"], count=config.figure_images,
+                        primary=run.primary, channels=config.out_channels)
+  with clock("epochs"):
+    try:  # the events file is closed however training ends
+      for epoch in range(first_epoch, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        state, train_loss, val, seconds = train_and_validate(
+          steps, state, loaders, epoch, key, config, run.primary, done=done,
+          checkpoint=functools.partial(save_steps, run, epoch, best_dice))
+        images = (loaders["train"].steps(drop_remainder=True) - len(done)) * config.batch_size
+        done = []
+        epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
+                        "train_images_per_second": round(images / seconds["train_s"], 2)}
+        save_start = time.perf_counter()
+        improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice, epoch_record)
+        seconds["checkpoint_s"] = time.perf_counter() - save_start
+        epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
+        epoch_record["phase_seconds"] = {name: round(value, 2) for name, value in seconds.items()}
+        history.append(epoch_record)
+        run.append_metrics(epoch_record)
+        board.write(epoch, epoch_record, learning_rate=config.learning_rate,
+                    predict=functools.partial(steps.predict, state))
+        tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
+                   f"val {_scores_line(val)}  "
+                   f"{epoch_record['train_images_per_second']:.1f} img/s  "
+                   f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
+    finally:
+      board.close()
+  return _wrap_up(run, config, clock, steps, state, loaders, history, source, weights)
 
+
+def _start(run: RunFolder, config: Config, resume: bool, state, source: str, splits: Splits,
+           weights: str):
+  """(state, first epoch, best Dice so far, metrics history, losses of the steps already done
+  in the first epoch): the run's latest checkpoint and records, or a new run's files."""
   first_epoch, best_dice, history, done = 1, -1.0, [], []
   if resume and run.checkpoints.has("latest"):
     state, meta = run.checkpoints.restore("latest", state)
@@ -235,39 +285,28 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
                               "source_size": list(read_image(splits.train[0].image).shape[:2])})
     run.write_data_record(record.describe(source, splits))
     run.rewrite_metrics([])
+  return state, first_epoch, best_dice, history, done
 
-  board = EpochWriter(run.tensorboard_dir, loaders["val"], count=config.figure_images,
-                      primary=run.primary, channels=config.out_channels)
-  started = time.perf_counter()
-  try:  # the events file is closed however training ends
-    for epoch in range(first_epoch, config.epochs + 1):
-      epoch_start = time.perf_counter()
-      state, train_loss, val, seconds = train_and_validate(
-        steps, state, loaders, epoch, key, config, run.primary, done=done,
-        checkpoint=functools.partial(save_steps, run, epoch, best_dice))
-      images = (loaders["train"].steps(drop_remainder=True) - len(done)) * config.batch_size
-      done = []
-      epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
-                 "train_images_per_second": round(images / seconds["train_s"], 2)}
-      save_start = time.perf_counter()
-      improved, best_dice = save_epoch(run, epoch, state, val["dice"], best_dice, epoch_record)
-      seconds["checkpoint_s"] = time.perf_counter() - save_start
-      epoch_record["seconds"] = round(time.perf_counter() - epoch_start, 2)  # saving included
-      epoch_record["phase_seconds"] = {name: round(value, 2) for name, value in seconds.items()}
-      history.append(epoch_record)
-      run.append_metrics(epoch_record)
-      board.write(epoch, epoch_record, learning_rate=config.learning_rate,
-                  predict=functools.partial(steps.predict, state))
-      tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
-                 f"val {_scores_line(val)}  "
-                 f"{epoch_record['train_images_per_second']:.1f} img/s  "
-                 f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
-  finally:
-    board.close()
 
-  best, best_meta = run.checkpoints.restore("best", state.replace(opt_state=None))
-  state = state.replace(params=best.params, model_state=best.model_state)
-  test = evaluate_loader(steps, state, loaders["test"])
+def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.Steps, state,
+             loaders: dict, history: list, source: str, weights: str) -> dict:
+  """Test the best epoch's model beside Otsu, draw the curves and Figure 4, and write the
+  summary last, with the wall seconds of every phase."""
+  with clock("checkpoint_writes"):
+    run.checkpoints.wait()
+  with clock("restore_best"):
+    best, best_meta = run.checkpoints.restore("best", state.replace(opt_state=None))
+    state = state.replace(params=best.params, model_state=best.model_state)
+  with clock("test"):
+    test = evaluate_loader(steps, state, loaders["test"])
+  with clock("otsu"):
+    otsu = otsu_scores(loaders["test"], config.target)
+  with clock("figure"):
+    predictions = figure_predictions(steps, state, loaders["test"], config)  # every process
+  with clock("plots"):
+    if run.primary:
+      plots.training_curves(history, run.curves_file, config.target)
+      plots.prediction_figure(*predictions, run.figure_file, config.target)
   summary = {
     "preset": config.preset,
     "target": config.target,
@@ -279,21 +318,29 @@ def _train(run: RunFolder, config: Config, resume: bool) -> dict:
     "best_epoch": best_meta["epoch"],
     "val_dice": best_meta["best_dice"],
     "test": test,
-    "otsu_test": otsu_scores(loaders["test"], config.target),
-    "train_seconds": round(time.perf_counter() - started, 1),
+    "otsu_test": otsu,
+    "train_seconds": round(clock.seconds["epochs"], 1),
     # The first epoch compiles the steps: the median of the others is the training speed.
     "train_images_per_second": statistics.median(
       m["train_images_per_second"] for m in history[1:] or history),
     "device": jax.devices()[0].device_kind,
     "versions": versions(),
     "config": config.to_dict(),
+    "wall_seconds": wall_seconds(clock),
   }
   run.write_summary(summary)
-  predictions = figure_predictions(steps, state, loaders["test"], config)  # every process
-  if run.primary:
-    plots.training_curves(history, run.curves_file, config.target)
-    plots.prediction_figure(*predictions, run.figure_file, config.target)
   return summary
+
+
+def wall_seconds(clock: PhaseClock) -> dict:
+  """The run's phases: ``start_up`` (before the first epoch), ``epochs`` (every epoch this
+  process trained, compiling included), ``wrap_up`` (after the last), and ``total``, the
+  process's age where a command ran the run (its interpreter start-up included), else the sum."""
+  phases = {"start_up": clock.rounded(START_UP), "epochs": round(clock.seconds["epochs"], 2),
+            "wrap_up": clock.rounded(WRAP_UP)}
+  age = process_seconds() if "imports" in clock.seconds else None
+  phases["total"] = round(age if age is not None else sum(clock.seconds.values()), 2)
+  return phases
 
 
 def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, key,

@@ -25,6 +25,7 @@ from jaxseg.configs import PRESETS, get_preset
 from jaxseg.errors import JaxsegError
 from jaxseg.interrupts import Preempted
 from jaxseg.loop import print_table, train_and_evaluate
+from jaxseg.phases import PhaseClock, process_seconds
 from jaxseg.run_folder import RunFolder
 
 
@@ -97,11 +98,13 @@ def settings(args: argparse.Namespace) -> tuple[Config, Path]:
 
 @command(compilation_cache=True)
 def main(argv=None) -> None:
+  imported = process_seconds() if argv is None else None  # a command's own process
   args = parse_args(argv)
   start_processes(args)
   config, workdir = settings(args)
   try:
-    summary = train_and_evaluate(config, workdir, resume=args.resume)
+    clock = PhaseClock(None if imported is None else {"imports": imported})
+    summary = train_and_evaluate(config, workdir, resume=args.resume, clock=clock)
   except KeyboardInterrupt as stop:
     # A SIGTERM keeps its own exit status, on which a scheduler requeues the job.
     kind = Preempted if isinstance(stop, Preempted) else JaxsegError
@@ -111,5 +114,9 @@ def main(argv=None) -> None:
                  f"python -m jaxseg.train --resume --workdir {workdir}") from None
     raise kind(f"{what} before the first epoch was saved; nothing was kept") from None
   print_table(summary)
-  print(f"\nrun folder: {Path(workdir).absolute()}")
+  wall = summary["wall_seconds"]
+  print(f"\nwall time {wall['total']:.1f} s: start-up {sum(wall['start_up'].values()):.1f} s, "
+        f"epochs {wall['epochs']:.1f} s, wrap-up {sum(wall['wrap_up'].values()):.1f} s "
+        "(summary.json's wall_seconds has each phase)")
+  print(f"run folder: {Path(workdir).absolute()}")
 

@@ -61,6 +61,16 @@ def test_run_folder(straight):
     assert 0.0 <= summary["test"][key] <= 1.0
     assert 0.0 <= summary["otsu_test"][key] <= 1.0
   assert summary["target"] == "nuclei" and summary["weights"].startswith("none")
+  # The run's wall time by phase: the epochs hold every epoch's own seconds, the start-up and
+  # wrap-up the phases around them (no imports: the run was called from Python).
+  wall = summary["wall_seconds"]
+  assert list(wall["start_up"]) == ["data", "reading_images", "weights", "model", "run_files",
+                                    "tensorboard"]
+  assert list(wall["wrap_up"]) == list(loop.WRAP_UP)
+  assert sum(m["seconds"] for m in history) <= wall["epochs"] + 0.02
+  assert summary["train_seconds"] == round(wall["epochs"], 1)
+  parts = sum(wall["start_up"].values()) + wall["epochs"] + sum(wall["wrap_up"].values())
+  assert wall["total"] == pytest.approx(parts, abs=0.1)
 
 
 def test_evaluate_reproduces_summary(straight, capsys):
