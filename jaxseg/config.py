@@ -93,8 +93,10 @@ class Config:
                                 "best epoch")
   enhance: Enhance = setting(Enhance, "brightness and contrast enhancement")
   augment: Augment = setting(Augment, "augmentation on the device")
-  loader: str = setting("auto", "input pipeline: tf.data where TensorFlow is installed (auto), "
-                        "tf, or plain; both give the same batches", choices=("auto", "tf", "plain"))
+  loader: str = setting("plain", "input pipeline: plain (OpenCV on a thread pool), tf (tf.data), "
+                        "or auto (tf where TensorFlow is installed); all give the same batches, "
+                        "and plain starts without importing TensorFlow",
+                        choices=("auto", "tf", "plain"))
   # Optimisation (the paper's: Adam, lr 0.003, batch 18, 100 epochs)
   learning_rate: float = setting(3e-3, "Adam learning rate")
   batch_size: int = setting(18, "global batch size (a multiple of the device count)")

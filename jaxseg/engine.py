@@ -189,13 +189,18 @@ def predict_logits(model: Model, state: TrainState, images) -> jax.Array:
   return network(images.astype(jnp.float32))
 
 
-def eval_step(model: Model, state: TrainState, images, masks) -> jax.Array:
-  """Per image, a binary run's (tp, fp, fn, tn) of the target, prediction = probability above
-  0.5; a 3-class run's confusion matrix of its most probable class (`confusion_matrices`)."""
+def eval_step(model: Model, state: TrainState, images, masks) -> tuple[jax.Array, jax.Array]:
+  """(counts, predicted masks), per image: a binary run's (tp, fp, fn, tn) of the target,
+  prediction = probability above 0.5, or a 3-class run's confusion matrix of its most probable
+  class (`confusion_matrices`); and the predicted mask (uint8), which pictures draw from the
+  same pass."""
   logits = predict_logits(model, state, images)
   if logits.shape[-1] == 1:
-    return confusion_counts(logits[..., 0] > 0, masks)
-  return confusion_matrices(jnp.argmax(logits, axis=-1), masks, logits.shape[-1])
+    predicted = logits[..., 0] > 0
+    return confusion_counts(predicted, masks), predicted.astype(jnp.uint8)
+  predicted = jnp.argmax(logits, axis=-1)
+  return (confusion_matrices(predicted, masks, logits.shape[-1]),
+          predicted.astype(jnp.uint8))
 
 
 def data_mesh() -> jax.sharding.Mesh:
@@ -274,10 +279,12 @@ class Steps:
     return tuple(np.concatenate([a, np.zeros((missing, *a.shape[1:]), a.dtype)])
                  if missing else a for a in arrays)
 
-  def counts(self, state: TrainState, batches) -> np.ndarray:
-    """Per-image confusion counts (`eval_step`) over every batch, in order."""
-    return _gather([self._dispatch(self.eval, state, images, masks)
-                    for images, masks in batches])
+  def evaluate(self, state: TrainState, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image confusion counts and predicted masks (`eval_step`) over every batch, in
+    order."""
+    results = [self._dispatch(self.eval, state, images, masks) for images, masks in batches]
+    return tuple(_gather([(result[part], count) for result, count in results])
+                 for part in range(2))
 
   def recompute_statistics(self, state: TrainState, batches) -> TrainState:
     """Replace BatchNorm's running averages by the statistics of the current weights over

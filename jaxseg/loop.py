@@ -43,7 +43,7 @@ PROGRESS_EVERY = 4
 
 # summary.json's wall_seconds: the phases before the first epoch and after the last.
 START_UP = ("imports", "data", "reading_images", "weights", "model", "run_files", "tensorboard")
-WRAP_UP = ("checkpoint_writes", "restore_best", "test", "otsu", "figure", "plots")
+WRAP_UP = ("checkpoint_writes", "restore_best", "test", "otsu", "plots")
 
 
 def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
@@ -198,8 +198,10 @@ def statistics_batches(loader: Loader, config: Config):
   return itertools.islice(loader.epoch(0, shuffle=True, drop_remainder=True), count)
 
 
-def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
-  return run_scores(steps.counts(state, loader.epoch(shuffle=False, drop_remainder=False)))
+def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> tuple[dict, np.ndarray]:
+  """The scores of ``loader``'s images, and each image's predicted mask from the same pass."""
+  counts, predicted = steps.evaluate(state, loader.epoch(shuffle=False, drop_remainder=False))
+  return run_scores(counts), predicted
 
 
 def otsu_scores(loader: Loader, target: str) -> dict:
@@ -298,12 +300,11 @@ def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.St
     best, best_meta = run.checkpoints.restore("best", state.replace(opt_state=None))
     state = state.replace(params=best.params, model_state=best.model_state)
   with clock("test"):
-    test = evaluate_loader(steps, state, loaders["test"])
+    test, predicted = evaluate_loader(steps, state, loaders["test"])
   with clock("otsu"):
     otsu = otsu_scores(loaders["test"], config.target)
-  with clock("figure"):
-    predictions = figure_predictions(steps, state, loaders["test"], config)  # every process
   with clock("plots"):
+    predictions = figure_predictions(loaders["test"], predicted, config)
     if run.primary:
       plots.training_curves(history, run.curves_file, config.target)
       plots.prediction_figure(*predictions, run.figure_file, config.target)
@@ -358,7 +359,7 @@ def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, ke
       steps.recompute_statistics(state, statistics_batches(loaders["train"], config)))
   statistics_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  val = evaluate_loader(steps, state, loaders["val"])
+  val, _ = evaluate_loader(steps, state, loaders["val"])
   return state, train_loss, val, {"train_s": train_seconds, "statistics_s": statistics_seconds,
                                   "validation_s": time.perf_counter() - start}
 
@@ -435,9 +436,10 @@ def _finite(losses: list, epoch: int) -> np.ndarray:
   return losses
 
 
-def figure_predictions(steps: engine.Steps, state, loader: Loader, config: Config):
-  """Names, images, true and predicted masks of a few test images, one of each kind first
-  (where file names start with it, as the synthetic set's do)."""
+def figure_predictions(loader: Loader, predicted: np.ndarray, config: Config):
+  """Names, images, true and predicted masks of a few of ``loader``'s images, one of each kind
+  first (where file names start with it, as the synthetic set's do); ``predicted``: every
+  image's predicted mask (`evaluate_loader`)."""
   chosen, kinds = [], set()
   for index, example in enumerate(loader.examples):
     kind = example.name.split("_")[0]
@@ -449,8 +451,7 @@ def figure_predictions(steps: engine.Steps, state, loader: Loader, config: Confi
                    zip(*loader.epoch(shuffle=False, drop_remainder=False)))
   images, masks = images[chosen], masks[chosen]
   names = [loader.examples[i].name for i in chosen]
-  return names, images, masks, engine.predicted_mask(steps.predict(state, images),
-                                                     config.out_channels)
+  return names, images, masks, predicted[chosen]
 
 
 def versions() -> dict:

@@ -1,10 +1,12 @@
 """Input pipeline: file list, decode, resize, cache, shuffle, batch, prefetch.
 
-One decoding function (`decode_example`, OpenCV) serves two loaders: tf.data where
-TensorFlow is installed (parallel decoding, batching, prefetch), and a plain iterator with a
-thread pool where it is not (a GPU machine without TensorFlow still trains). Both hand NumPy
-batches to JAX: images uint8 (B, S, S, 3), masks uint8 (B, S, S): 0/1 of a binary target,
-class values of ``cell``.
+One decoding function (`decode_example`, OpenCV) serves two loaders: a plain iterator with a
+thread pool (the default), and tf.data (``--loader tf``: parallel decoding, batching,
+prefetch). Both hand NumPy batches to JAX: images uint8 (B, S, S, 3), masks uint8 (B, S, S):
+0/1 of a binary target, class values of ``cell``. The plain loader is the default because it
+is at least as fast at every stage measured and does not import TensorFlow, which adds
+seconds to the start and the end of every command ("The input pipeline" in
+docs/performance.md).
 
 Every file is decoded once, up front (`Loader.warm`), into arrays held in memory; this finds
 a bad file before any training starts. Each epoch's order is one seeded permutation
@@ -92,7 +94,7 @@ class Loader:
   """Batches of one split; ``epoch(i)`` is shuffled by (seed, i), so a resumed run repeats it."""
 
   def __init__(self, examples: Sequence[Example], *, image_size: int, target: str,
-               enhancement: Enhance, batch_size: int, seed: int, kind: str = "auto",
+               enhancement: Enhance, batch_size: int, seed: int, kind: str = "plain",
                labels: str = "exact", mask_colours: dict | None = None):
     if labels not in LABELS:
       raise JaxsegError(f"labels {labels!r}: choose {' or '.join(LABELS)}")
