@@ -24,7 +24,6 @@ scores are a binary run's, keys and rules alike (`class_scores`).
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxseg.data.masks import CLASS_NAMES, TARGET_CLASSES
@@ -34,7 +33,7 @@ METRIC_KEYS = ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou"
 
 def confusion_counts(pred, truth):
   """Per-image (tp, fp, fn, tn) of binary masks shaped (B, H, W); works on jax and numpy arrays."""
-  xp = jnp if isinstance(pred, jnp.ndarray) else np
+  xp = pred.__array_namespace__()  # NumPy's or JAX's, without importing JAX here
   pred, truth = pred.astype(bool), truth.astype(bool)
   axes = tuple(range(1, pred.ndim))
   tp = xp.sum(pred & truth, axis=axes)
@@ -47,7 +46,7 @@ def confusion_counts(pred, truth):
 def confusion_matrices(pred, truth, classes: int):
   """Per-image confusion matrices (B, C, C) of class masks shaped (B, H, W): entry [i, t, p]
   counts image i's pixels of true class t predicted as p. Works on jax and numpy arrays."""
-  xp = jnp if isinstance(pred, jnp.ndarray) else np
+  xp = pred.__array_namespace__()  # NumPy's or JAX's, without importing JAX here
   pairs = truth.astype(xp.int32) * classes + pred.astype(xp.int32)
   pairs = pairs.reshape(pairs.shape[0], -1)
   counts = xp.stack([xp.sum(pairs == pair, axis=1) for pair in range(classes * classes)], axis=-1)

@@ -5,8 +5,10 @@ autocast for ``bf16`` (fp32 otherwise), channels_last, ``cudnn.benchmark``, Adam
 binary Jaccard loss. Runs on the GPU where torch sees one, else on the CPU. FLOPs are those
 torch's FlopCounterMode counts (matmuls and convolutions) on one forward, and on one forward
 and backward for training; XLA's count for jaxseg also includes elementwise work.
-``time_epochs`` trains it for whole epochs, as `jaxseg.bench.epoch` times them; ``profile_step``
-measures the time its train step spends in convolutions, as `jaxseg.bench.profile` does jaxseg's.
+``time_epochs`` trains it for whole epochs, as `jaxseg.bench.epoch` and `jaxseg.bench.peers.smp_run`
+time them; ``profile_step`` measures the time its train step spends in convolutions, as
+`jaxseg.bench.profile` does jaxseg's. Importing it imports no JAX (`smp_run` runs where JAX is
+not installed): `program` imports jaxseg's timing where it is called.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import timm
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from jaxseg.bench.timing import Program, first_calls
 from jaxseg.metrics import confusion_counts, scores
 
 # smp's encoder of each jaxseg backbone; the plain U-Net has none.
@@ -87,9 +88,12 @@ class Trainer:
       torch.cuda.synchronize(self.device)
 
 
-def program(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str) -> Program:
+def program(backbone: str, images: np.ndarray, masks: np.ndarray, *, precision: str):
   """smp's Unet on ``images`` (uint8 NHWC) and ``masks``: its train and inference steps, each
-  called once (`first_calls`), with the FLOPs of each and, on a GPU, torch's peak memory."""
+  called once (`first_calls`), with the FLOPs of each and, on a GPU, torch's peak memory, as a
+  `jaxseg.bench.timing.Program`."""
+  from jaxseg.bench.timing import Program, first_calls
+
   trainer = Trainer(backbone, learning_rate=3e-3, precision=precision)
   x, y = trainer.inputs(torch.from_numpy(images), torch.from_numpy(masks))
   if trainer.device.type == "cuda":
@@ -158,15 +162,21 @@ def _counted_flops(step) -> int:
 def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
                 val: tuple[np.ndarray, np.ndarray], orders: list[np.ndarray], *, batch_size: int,
                 learning_rate: float, precision: str, flip_probs: tuple[float, float], seed: int,
-                folder: Path) -> Iterator[dict]:
+                folder: Path, statistics: list[np.ndarray] | None = None,
+                trainer: Trainer | None = None) -> Iterator[dict]:
   """Train smp's Unet for one epoch per entry of ``orders`` (the training images' indices in
   batch order, whole batches), yielding one record an epoch, as its users write the loop,
   timing each phase: the train steps
   (random flips of each image by ``flip_probs``, horizontal and vertical), then ``eval()`` and
   ``no_grad`` over the validation images for their pooled Dice, then ``torch.save`` of the model
   and optimizer state dicts into ``folder``: latest.pt, and best.pt when the Dice improved.
-  Images are uint8 NHWC, masks 0/1, as `jaxseg.data.pipeline.Loader` holds them."""
-  trainer = Trainer(backbone, learning_rate=learning_rate, precision=precision)
+  Images are uint8 NHWC, masks 0/1, as `jaxseg.data.pipeline.Loader` holds them.
+
+  With ``statistics`` (the training images' indices of each batch), BatchNorm's statistics
+  are recomputed over those batches after the train steps ("precise BatchNorm", as jaxseg's
+  ``--batchnorm-statistics recomputed`` does), timed as ``statistics_s``. ``trainer``: one
+  already built (a whole run times building it apart)."""
+  trainer = trainer or Trainer(backbone, learning_rate=learning_rate, precision=precision)
   train_images, train_masks = map(torch.from_numpy, train)
   val_images, val_masks = map(torch.from_numpy, val)
   generator = torch.Generator().manual_seed(seed)
@@ -180,6 +190,9 @@ def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
       losses.append(trainer.train_step(*trainer.inputs(images, masks)).detach())
     train_loss = torch.stack(losses).mean().item()  # waits for the last step
     trained = time.perf_counter()
+    if statistics is not None:
+      recompute_statistics(trainer, train_images, train_masks, statistics)
+    recomputed = time.perf_counter()
     dice = _validation_dice(trainer, val_images, val_masks, batch_size)
     validated = time.perf_counter()
     improved, best_dice = dice > best_dice, max(best_dice, dice)
@@ -188,10 +201,29 @@ def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
       torch.save(state, folder / "best.pt")
     torch.save(state, folder / "latest.pt")
     end = time.perf_counter()
-    yield {"train_s": trained - start, "statistics_s": None,
-           "validation_s": validated - trained, "checkpoint_s": end - validated,
+    yield {"train_s": trained - start,
+           "statistics_s": None if statistics is None else recomputed - trained,
+           "validation_s": validated - recomputed, "checkpoint_s": end - validated,
            "epoch_s": end - start, "saves": 1 + improved, "train_loss": train_loss,
            "val_dice": dice}
+
+
+def recompute_statistics(trainer: Trainer, images: torch.Tensor, masks: torch.Tensor,
+                          batches: list[np.ndarray]) -> None:
+  """Each BatchNorm's running statistics replaced by the plain average over ``batches`` of
+  their batch statistics (momentum None), in training mode without gradients."""
+  norms = [module for module in trainer.model.modules()
+           if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)]
+  momenta = [norm.momentum for norm in norms]
+  for norm in norms:
+    norm.reset_running_stats()
+    norm.momentum = None
+  trainer.model.train()
+  with torch.no_grad(), trainer.autocast:
+    for chosen in batches:
+      trainer.model(trainer.inputs(images[chosen], masks[chosen])[0])
+  for norm, momentum in zip(norms, momenta):
+    norm.momentum = momentum
 
 
 def _flipped(images: torch.Tensor, masks: torch.Tensor, probs: tuple[float, float],
