@@ -4,7 +4,8 @@ A peer module has ``supports(backbone)``, ``program(backbone, images, masks, *, 
 returning its train and inference steps as a `jaxseg.bench.timing.Program`, called once each
 (`first_calls`), with the fields of jaxseg's it can measure (None for the others), and
 ``versions()``; the smp peer also has ``time_epochs``, the whole epochs
-`jaxseg.bench.epoch` sets beside jaxseg's.
+`jaxseg.bench.epoch` sets beside jaxseg's, and `smp_run`, the whole run `jaxseg.bench.run`
+sets beside ``python -m jaxseg.train``.
 """
 
 from __future__ import annotations
