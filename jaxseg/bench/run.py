@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   args.train_flags = args.train_flags[1:] if args.train_flags[:1] == ["--"] else args.train_flags
   if args.rounds < 1:
     parser.error(f"--rounds {args.rounds}: must be at least 1")
+  if args.peer_python and not (args.peer_python.is_file() and os.access(args.peer_python, os.X_OK)):
+    parser.error(f"--peer-python {args.peer_python}: not an executable file")
   taken = [flag for flag in ("--workdir", "--resume") if flag in args.train_flags]
   if taken:
     parser.error(f"{taken[0]}: each round trains into a new run folder of its own")

@@ -31,10 +31,17 @@ def test_a_round_is_timed_from_outside_and_read_from_its_summary(tmp_path):
   assert result["command"].endswith("-- " + " ".join([*TINY, "--data", str(data)]))
 
 
-@pytest.mark.parametrize("flag", ["--workdir", "--resume"])
-def test_a_run_folder_flag_is_refused(flag):
-  done = run_command("bench.run", "--", *TINY, flag, "x")
-  assert done.returncode == 2 and f"{flag}: each round trains into a new run folder" in done.stderr
+@pytest.mark.parametrize(("args", "named"), [
+  (["--", *TINY, "--workdir", "x"], "--workdir: each round trains into a new run folder"),
+  (["--", *TINY, "--resume"], "--resume: each round trains into a new run folder"),
+  (["--peer-python", "no/such/python", "--", *TINY], "--peer-python no/such/python: not an "
+                                                      "executable file"),
+  (["--rounds", "0", "--", *TINY], "--rounds 0: must be at least 1"),
+])
+def test_bad_flags_are_one_line_before_any_run(args, named):
+  done = run_command("bench.run", *args)
+  assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
+  assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_precise_batchnorm_averages_the_batch_statistics(tmp_path):
