@@ -24,13 +24,13 @@ from jaxseg.config import Config
 from jaxseg.data import record
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.folder import Splits
-from jaxseg.data.masks import CELL, CLASS_NAMES, NUCLEUS, TARGETS
+from jaxseg.data.masks import CELL, CLASS_NAMES, NUCLEUS, TARGET_CLASSES, TARGETS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
 from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
 from jaxseg.errors import NO_SPACE, JaxsegError, write_failure
 from jaxseg.interrupts import Preempted, between_steps
-from jaxseg.metrics import confusion_counts, confusion_matrices, run_scores
+from jaxseg.metrics import confusion_counts, confusion_matrices, run_scores, target_counts
 from jaxseg.phases import PhaseClock, process_seconds
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
@@ -200,8 +200,25 @@ def statistics_batches(loader: Loader, config: Config):
 
 def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> tuple[dict, np.ndarray]:
   """The scores of ``loader``'s images, and each image's predicted mask from the same pass."""
-  counts, predicted = steps.evaluate(state, loader.epoch(shuffle=False, drop_remainder=False))
+  counts, predicted = count_loader(steps, state, loader)
   return run_scores(counts), predicted
+
+
+def count_loader(steps: engine.Steps, state, loader: Loader) -> tuple[np.ndarray, np.ndarray]:
+  """Each of ``loader``'s images' confusion counts (`engine.eval_step`) and predicted mask."""
+  return steps.evaluate(state, loader.epoch(shuffle=False, drop_remainder=False))
+
+
+def per_image(loader: Loader, counts: np.ndarray, target: str) -> dict:
+  """``summary.json``'s ``test_images``: each image's name and, per target the run scores, its
+  (tp, fp, fn, tn), in the same order; of a 3-class run also its confusion matrix (true class
+  by predicted class), from which any statistic over images can be computed later."""
+  result = {"names": [example.name for example in loader.examples]}
+  counts = np.asarray(counts)
+  if target != CELL:
+    return {**result, target: counts.tolist()}
+  return {**result, **{name: target_counts(counts, TARGET_CLASSES[name]).tolist()
+                       for name in TARGETS}, "matrices": counts.tolist()}
 
 
 def otsu_scores(loader: Loader, target: str) -> dict:
@@ -300,7 +317,8 @@ def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.St
     best, best_meta = run.checkpoints.restore("best", state.replace(opt_state=None))
     state = state.replace(params=best.params, model_state=best.model_state)
   with clock("test"):
-    test, predicted = evaluate_loader(steps, state, loaders["test"])
+    counts, predicted = count_loader(steps, state, loaders["test"])
+    test = run_scores(counts)
   with clock("otsu"):
     otsu = otsu_scores(loaders["test"], config.target)
   with clock("plots"):
@@ -319,6 +337,7 @@ def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.St
     "best_epoch": best_meta["epoch"],
     "val_dice": best_meta["best_dice"],
     "test": test,
+    "test_images": per_image(loaders["test"], counts, config.target),
     "otsu_test": otsu,
     "train_seconds": round(clock.seconds["epochs"], 1),
     # The first epoch compiles the steps: the median of the others is the training speed.

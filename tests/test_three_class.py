@@ -81,6 +81,13 @@ def test_a_run_scores_both_targets_and_each_class(run):
                                                 + epoch["val"]["cytoplasm"]["dice"]) / 2)
   for picture in ("training_curves.png", "predictions.png"):
     assert (workdir / picture).stat().st_size > 0
+  # Per test image, each target's counts and the confusion matrix they come from.
+  per_image = summary["test_images"]
+  assert set(per_image) == {"names", "nuclei", "cytoplasm", "matrices"}
+  matrices = np.array(per_image["matrices"])
+  assert matrices.shape == (len(per_image["names"]), 3, 3)
+  for target in TARGETS:
+    assert scores(np.array(per_image[target])) == pytest.approx(summary["test"][target], rel=1e-12)
 
 
 def test_test_scores_are_those_of_the_predicted_class_masks(run, capsys):

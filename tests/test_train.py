@@ -14,6 +14,7 @@ from jaxseg import evaluate, loop, train
 from jaxseg.checkpoints import PackedPyTreeHandler, PackedRestore
 from jaxseg.config import Config
 from jaxseg.inference import TrainedModel
+from jaxseg.metrics import scores
 from jaxseg.models import build_model
 from tests.support.helpers import train_summary, write_folder
 
@@ -61,6 +62,12 @@ def test_run_folder(straight):
     assert 0.0 <= summary["test"][key] <= 1.0
     assert 0.0 <= summary["otsu_test"][key] <= 1.0
   assert summary["target"] == "nuclei" and summary["weights"].startswith("none")
+  # Each test image's counts, named in the recorded split's order, pool to the test scores.
+  recorded = json.loads((workdir / "data.json").read_text())["splits"]["test"]
+  per_image = summary["test_images"]
+  assert per_image["names"] == [example["name"] for example in recorded]
+  assert set(per_image) == {"names", "nuclei"} and len(per_image["nuclei"]) == 2
+  assert scores(np.array(per_image["nuclei"])) == summary["test"]
   # The run's wall time by phase: the epochs hold every epoch's own seconds, the start-up and
   # wrap-up the phases around them (no imports: the run was called from Python).
   wall = summary["wall_seconds"]
