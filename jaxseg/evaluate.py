@@ -29,7 +29,7 @@ def evaluate(path: Path) -> dict:
     "weights": trained.saved["weights"],
     "images": {split: len(getattr(splits, split)) for split in ("train", "val", "test")},
     "best_epoch": trained.meta["epoch"],
-    "test": evaluate_loader(trained.steps, trained.state, loader)[0],
+    "test": evaluate_loader(trained.steps, trained.state, loader),
     "otsu_test": otsu_scores(loader, trained.config.target),
   }
 

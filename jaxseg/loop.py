@@ -31,7 +31,7 @@ from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
 from jaxseg.errors import NO_SPACE, JaxsegError, write_failure
 from jaxseg.interrupts import Preempted, between_steps
 from jaxseg.metrics import confusion_counts, confusion_matrices, run_scores, target_counts
-from jaxseg.phases import PhaseClock, process_seconds
+from jaxseg.phases import PhaseClock
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
 from jaxseg.tensorboard import EpochWriter
@@ -198,10 +198,8 @@ def statistics_batches(loader: Loader, config: Config):
   return itertools.islice(loader.epoch(0, shuffle=True, drop_remainder=True), count)
 
 
-def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> tuple[dict, np.ndarray]:
-  """The scores of ``loader``'s images, and each image's predicted mask from the same pass."""
-  counts, predicted = count_loader(steps, state, loader)
-  return run_scores(counts), predicted
+def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
+  return run_scores(count_loader(steps, state, loader)[0])
 
 
 def count_loader(steps: engine.Steps, state, loader: Loader) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +212,6 @@ def per_image(loader: Loader, counts: np.ndarray, target: str) -> dict:
   (tp, fp, fn, tn), in the same order; of a 3-class run also its confusion matrix (true class
   by predicted class), from which any statistic over images can be computed later."""
   result = {"names": [example.name for example in loader.examples]}
-  counts = np.asarray(counts)
   if target != CELL:
     return {**result, target: counts.tolist()}
   return {**result, **{name: target_counts(counts, TARGET_CLASSES[name]).tolist()
@@ -346,21 +343,10 @@ def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.St
     "device": jax.devices()[0].device_kind,
     "versions": versions(),
     "config": config.to_dict(),
-    "wall_seconds": wall_seconds(clock),
+    "wall_seconds": clock.wall_seconds(START_UP, WRAP_UP),
   }
   run.write_summary(summary)
   return summary
-
-
-def wall_seconds(clock: PhaseClock) -> dict:
-  """The run's phases: ``start_up`` (before the first epoch), ``epochs`` (every epoch this
-  process trained, compiling included), ``wrap_up`` (after the last), and ``total``, the
-  process's age where a command ran the run (its interpreter start-up included), else the sum."""
-  phases = {"start_up": clock.rounded(START_UP), "epochs": round(clock.seconds["epochs"], 2),
-            "wrap_up": clock.rounded(WRAP_UP)}
-  age = process_seconds() if "imports" in clock.seconds else None
-  phases["total"] = round(age if age is not None else sum(clock.seconds.values()), 2)
-  return phases
 
 
 def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, key,
@@ -378,7 +364,7 @@ def train_and_validate(steps: engine.Steps, state, loaders: dict, epoch: int, ke
       steps.recompute_statistics(state, statistics_batches(loaders["train"], config)))
   statistics_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  val, _ = evaluate_loader(steps, state, loaders["val"])
+  val = evaluate_loader(steps, state, loaders["val"])
   return state, train_loss, val, {"train_s": train_seconds, "statistics_s": statistics_seconds,
                                   "validation_s": time.perf_counter() - start}
 
@@ -458,7 +444,7 @@ def _finite(losses: list, epoch: int) -> np.ndarray:
 def figure_predictions(loader: Loader, predicted: np.ndarray, config: Config):
   """Names, images, true and predicted masks of a few of ``loader``'s images, one of each kind
   first (where file names start with it, as the synthetic set's do); ``predicted``: every
-  image's predicted mask (`evaluate_loader`)."""
+  image's predicted mask (`count_loader`)."""
   chosen, kinds = [], set()
   for index, example in enumerate(loader.examples):
     kind = example.name.split("_")[0]

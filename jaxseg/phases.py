@@ -37,6 +37,15 @@ class PhaseClock:
     """The phases ``names`` that ran, to 10 ms."""
     return {name: round(self.seconds[name], 2) for name in names if name in self.seconds}
 
+  def wall_seconds(self, start_up, wrap_up) -> dict:
+    """A run's phases: ``start_up`` (the phases named, before the first epoch), ``epochs``,
+    ``wrap_up`` (the phases named, after the last), and ``total``: the process's age where the
+    clock holds a command's ``imports`` (its interpreter start-up included), else the sum."""
+    age = process_seconds() if "imports" in self.seconds else None
+    return {"start_up": self.rounded(start_up), "epochs": round(self.seconds["epochs"], 2),
+            "wrap_up": self.rounded(wrap_up),
+            "total": round(age if age is not None else sum(self.seconds.values()), 2)}
+
 
 def process_seconds() -> float | None:
   """Seconds since this process started (the interpreter's start-up and every import with it),

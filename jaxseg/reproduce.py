@@ -42,7 +42,7 @@ from jaxseg.errors import JaxsegError
 from jaxseg.inference import TrainedModel
 from jaxseg.inspect import network_cost
 from jaxseg.loop import (
-  evaluate_loader,
+  count_loader,
   figure_predictions,
   print_table,
   train_and_evaluate,
@@ -251,7 +251,7 @@ def figure(out: Path, key: str, targets: list[str]) -> None:
     loader = Loader(sorted(test, key=lambda example: example.name), image_size=config.image_size,
                     target=target, enhancement=config.enhance, batch_size=config.batch_size,
                     seed=config.seed, kind=config.loader, mask_colours=config.mask_colour_map)
-    _, predicted = evaluate_loader(model.steps, model.state, loader)
+    _, predicted = count_loader(model.steps, model.state, loader)
     names, *panels = figure_predictions(loader, predicted, config)
     rows.append(([f"{name}\n{target}" for name in names], *panels))
   names, images, truths, predictions = (np.concatenate(parts) for parts in zip(*rows))

@@ -120,7 +120,7 @@ def test_sigterm_at_random_points_then_resume_gives_the_uninterrupted_metrics(
   seen = {}
 
   def second_writer_and_reader(*args, original=loop.evaluate_loader):
-    if not seen:  # the first validation, or the test set's evaluation where none is left
+    if not seen:  # the first validation of the resumed run
       capsys.readouterr()
       with pytest.raises(SystemExit) as exit_info:
         train.main(["--workdir", str(workdir), "--resume"])

@@ -29,7 +29,6 @@ from jaxseg.bench.peers import smp_unet
 from jaxseg.data.enhance import Enhance
 from jaxseg.data.folder import split_dataset
 from jaxseg.data.pipeline import Loader
-from jaxseg.metrics import confusion_counts, scores
 from jaxseg.phases import PhaseClock, process_seconds
 
 START_UP = ("imports", "data", "reading_images", "model")
@@ -70,19 +69,10 @@ def run(config: dict, folder: Path, clock: PhaseClock) -> dict:
   with clock("restore_best"):
     trainer.model.load_state_dict(torch.load(folder / "best.pt")["model"])
   with clock("test"):
-    test = _test_scores(trainer, loaders["test"], batch)
+    test = smp_unet.predicted_scores(trainer, torch.from_numpy(loaders["test"].images),
+                                     torch.from_numpy(loaders["test"].masks), batch)
   return {"best_epoch": 1 + int(np.argmax([epoch["val_dice"] for epoch in epochs])),
           "test": test, "epochs": epochs}
-
-
-def _test_scores(trainer: smp_unet.Trainer, loader: Loader, batch_size: int) -> dict:
-  trainer.model.eval()
-  counts = []
-  with torch.no_grad(), trainer.autocast:
-    for images, masks in loader.epoch(shuffle=False, drop_remainder=False):
-      x, _ = trainer.inputs(torch.from_numpy(images), torch.from_numpy(masks))
-      counts.append(confusion_counts((trainer.model(x)[:, 0] > 0).cpu().numpy(), masks))
-  return scores(np.concatenate(counts))
 
 
 def main(argv=None) -> None:
@@ -92,11 +82,7 @@ def main(argv=None) -> None:
   clock = PhaseClock({"imports": process_seconds() or 0.0})  # the interpreter and torch
   with tempfile.TemporaryDirectory(prefix="smp-run-") as folder:
     result = run(config, Path(folder), clock)
-  total = process_seconds()
-  result["wall_seconds"] = {
-    "start_up": clock.rounded(START_UP), "epochs": round(clock.seconds["epochs"], 2),
-    "wrap_up": clock.rounded(WRAP_UP),
-    "total": round(total if total is not None else sum(clock.seconds.values()), 2)}
+  result["wall_seconds"] = clock.wall_seconds(START_UP, WRAP_UP)
   result["versions"] = smp_unet.versions()
   out.write_text(json.dumps(result, indent=2))
   print(json.dumps(result["wall_seconds"]))

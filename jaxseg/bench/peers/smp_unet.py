@@ -193,7 +193,7 @@ def time_epochs(backbone: str, train: tuple[np.ndarray, np.ndarray],
     if statistics is not None:
       recompute_statistics(trainer, train_images, train_masks, statistics)
     recomputed = time.perf_counter()
-    dice = _validation_dice(trainer, val_images, val_masks, batch_size)
+    dice = predicted_scores(trainer, val_images, val_masks, batch_size)["dice"]
     validated = time.perf_counter()
     improved, best_dice = dice > best_dice, max(best_dice, dice)
     state = {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()}
@@ -237,10 +237,10 @@ def _flipped(images: torch.Tensor, masks: torch.Tensor, probs: tuple[float, floa
   return images, masks
 
 
-def _validation_dice(trainer: Trainer, images: torch.Tensor, masks: torch.Tensor,
-                     batch_size: int) -> float:
-  """Dice of the target (logit above 0) pooled over every validation pixel, counted and
-  scored by jaxseg's own metric functions."""
+def predicted_scores(trainer: Trainer, images: torch.Tensor, masks: torch.Tensor,
+                     batch_size: int) -> dict:
+  """The scores of the target (logit above 0) pooled over every pixel of ``images``, counted
+  and scored by jaxseg's own metric functions, in ``eval()`` under ``no_grad``."""
   trainer.model.eval()
   counts = []
   with torch.no_grad(), trainer.autocast:
@@ -248,4 +248,4 @@ def _validation_dice(trainer: Trainer, images: torch.Tensor, masks: torch.Tensor
       x, _ = trainer.inputs(images[start:start + batch_size], masks[start:start + batch_size])
       predicted = (trainer.model(x)[:, 0] > 0).cpu().numpy()
       counts.append(confusion_counts(predicted, masks[start:start + batch_size].numpy()))
-  return scores(np.concatenate(counts))["dice"]
+  return scores(np.concatenate(counts))
