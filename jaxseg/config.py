@@ -86,11 +86,24 @@ class Config:
                                     "(PNG or BMP), each a class: 'R,G,B:CLASS ...', e.g. "
                                     "'0,0,0:0 255,0,0:1 0,0,255:2'; a colour not named stops, "
                                     "naming its file and pixel count")
-  image_size: int = setting(224, "training and evaluation size (square)")
+  image_size: int = setting(224, "training and evaluation size (square); with --scale, the "
+                           "side of the training crops and of the evaluation windows")
+  scale: float = setting(0.0, "0: every image resized whole to --image-size (the paper's); "
+                         "S > 0: images scaled by S, training on random --image-size crops, "
+                         "validation and test on whole images by sliding windows, scored "
+                         "against the masks at that scale")
+  window_size: int = setting(0, "side of the sliding windows that evaluate a scaled run "
+                             "(--scale), overlapping by half (0: --image-size); the network "
+                             "is convolutional, so a window larger than the training crops "
+                             "sees more context per pass")
   test_fraction: float = setting(0.2, "test share of a seeded split (the paper's 80/20), "
                                  "unless DATA has train/ and test/")
   val_fraction: float = setting(0.1, "share of the training images held out to choose the "
                                 "best epoch")
+  split: str = setting("stratified", "seeded split: stratified (each class of image in "
+                       "proportion, where the data names classes: the synthetic set does, a "
+                       "folder through DATA/classes.csv) or random", choices=("stratified",
+                                                                              "random"))
   enhance: Enhance = setting(Enhance, "brightness and contrast enhancement")
   augment: Augment = setting(Augment, "augmentation on the device")
   loader: str = setting("plain", "input pipeline: plain (OpenCV on a thread pool), tf (tf.data), "
@@ -98,7 +111,11 @@ class Config:
                         "and plain starts without importing TensorFlow",
                         choices=("auto", "tf", "plain"))
   # Optimisation (the paper's: Adam, lr 0.003, batch 18, 100 epochs)
-  learning_rate: float = setting(3e-3, "Adam learning rate")
+  learning_rate: float = setting(3e-3, "Adam learning rate (the peak, under a schedule)")
+  lr_schedule: str = setting("constant", "learning rate over training: constant, or cosine "
+                             "(linear warm-up over --warmup-epochs, then cosine decay to 0 at "
+                             "the last epoch)", choices=("constant", "cosine"))
+  warmup_epochs: int = setting(0, "epochs of linear warm-up of a cosine schedule")
   batch_size: int = setting(18, "global batch size (a multiple of the device count)")
   epochs: int = setting(100, "training epochs")
   checkpoint_steps: int = setting(0, "also checkpoint the run every N training steps within "
@@ -125,6 +142,7 @@ class Config:
   def from_dict(cls, values: dict) -> Config:
     values = dict(values)
     values.setdefault("unet_depth", 4)  # runs written before the field had four poolings
+    values.setdefault("split", "random")  # runs written before stratified splits
     values["enhance"] = Enhance(**values.get("enhance", {}))
     augment = dict(values.get("augment", {}))
     if "scale_range" in augment:
@@ -140,6 +158,11 @@ class Config:
   def data_seed(self) -> int:
     """The split's seed."""
     return self.seed if self.split_seed is None else self.split_seed
+
+  @property
+  def window(self) -> int:
+    """The side of a scaled run's evaluation windows."""
+    return self.window_size or self.image_size
 
   @property
   def compute_dtype(self):
@@ -170,7 +193,14 @@ class Config:
       check(getattr(self, name) >= 1, name, "must be at least 1")
     check(self.image_size >= 16, "image_size", "must be at least 16 pixels")
     check(self.synthetic_size >= 32, "synthetic_size", "must be at least 32 pixels")
-    for name in ("seed", "synthetic_seed", "batchnorm_images", "checkpoint_steps"):
+    check(math.isfinite(self.scale) and 0 <= self.scale <= 4, "scale",
+          "must be 0 (resize whole images) or a factor in (0, 4]")
+    check(self.window_size == 0 or self.window_size >= 16, "window_size",
+          "must be 0 (--image-size) or at least 16 pixels")
+    check(self.warmup_epochs < self.epochs or self.lr_schedule == "constant", "warmup_epochs",
+          "must be fewer than --epochs")
+    for name in ("seed", "synthetic_seed", "batchnorm_images", "checkpoint_steps",
+                 "warmup_epochs"):
       check(getattr(self, name) >= 0, name, "must be 0 or more")
     check(self.split_seed is None or self.split_seed >= 0, "split_seed", "must be 0 or more")
     check(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",

@@ -21,7 +21,7 @@ DATA is a folder data set (DATA/images, DATA/masks, or DATA/train and DATA/test)
   nuclei, labelled cells from neutrophils and from red blood cells (jaxseg.data.shortcuts).
   Where one is high, a network can learn the label from how an object is drawn.
 
-The split is training's (`--seed`, `--test-fraction`, `--val-fraction`); baselines are fitted on
+The split is training's (`--seed`, `--split`, `--test-fraction`, `--val-fraction`); baselines are fitted on
 its training and validation images together. --plot writes histograms of each class's colours.
 """
 
@@ -71,6 +71,8 @@ def parse_args(argv):
   parser.add_argument("--synthetic-seed", type=int, default=0)
   parser.add_argument("--synthetic-version", type=int, default=Config.synthetic_version)
   parser.add_argument("--seed", type=int, default=0, help="the split's seed, as training's")
+  parser.add_argument("--split", choices=("stratified", "random"), default=Config.split,
+                      help="the split's kind, as training's --split")
   parser.add_argument("--test-fraction", type=float, default=Config.test_fraction)
   parser.add_argument("--val-fraction", type=float, default=Config.val_fraction)
   parser.add_argument("--image-size", type=int, default=0,
@@ -302,7 +304,7 @@ def load_splits(args):
   else:
     root = Path(args.data).expanduser()
   splits = split_dataset(root, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
-                         seed=args.seed)
+                         seed=args.seed, split=args.split)
   return root, splits
 
 

@@ -23,7 +23,8 @@ def dataset_root(config: Config) -> Path:
 
 
 def data_splits(config: Config) -> tuple[str, Splits]:
-  """(where the data is, its train / validation / test examples) for ``config.data``."""
+  """(where the data is, its train / validation / test examples) for ``config.data``; a folder
+  is split as ``config.split`` says, TFDS records at random (their test split is fixed in them)."""
   if config.data.startswith(TFDS_PREFIX):
     from jaxseg.data.tfds_builder import (
       tfds_splits,  # TensorFlow Datasets only where asked
@@ -34,7 +35,8 @@ def data_splits(config: Config) -> tuple[str, Splits]:
     return f"{config.data} in {config.tfds_dir or 'the default TFDS folder'}", splits
   root = dataset_root(config)
   return str(root), split_dataset(root, test_fraction=config.test_fraction,
-                                  val_fraction=config.val_fraction, seed=config.data_seed)
+                                  val_fraction=config.val_fraction, seed=config.data_seed,
+                                  split=config.split)
 
 
 def recorded_splits(saved: dict, config: Config) -> Splits:

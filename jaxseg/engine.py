@@ -42,44 +42,48 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A model's graph definitions for training and evaluation, its optimiser, and the kernels
-  its layers are in (`jaxseg.models.kernels`), which choose the steps' compiler options."""
+  """A model's graph definitions for training and evaluation, its optimiser (None where it is
+  built without one, for evaluation or prediction), and the kernels its layers are in
+  (`jaxseg.models.kernels`), which choose the steps' compiler options."""
 
   train_graph: Any
   eval_graph: Any
   statistics_graph: Any  # the training graph measuring BatchNorm statistics (see below)
-  tx: optax.GradientTransformation
+  tx: optax.GradientTransformation | None
   kernels: str
 
 
-def build(config: Config, kernels: str, *, optimizer: bool = True,
-          abstract: bool = False) -> tuple[Model, TrainState]:
+def build(config: Config, kernels: str, *, optimizer: bool = True, abstract: bool = False,
+          steps_per_epoch: int | None = None) -> tuple[Model, TrainState]:
   """``config``'s network with its layers in ``kernels`` forms, `split`: initialised from
   ``config.seed`` with the encoder weights that ``config.weights`` names, or with ``abstract``
-  shapes and dtypes alone, for a checkpoint to be restored into (no initialiser runs)."""
+  shapes and dtypes alone, for a checkpoint to be restored into (no initialiser runs).
+  ``steps_per_epoch``: training steps in an epoch, which the optimizer of a cosine schedule
+  needs (`learning_rate_schedule`; a ValueError without it)."""
   if abstract:
     network = nnx.eval_shape(lambda: build_model(config, kernels=kernels))
   else:
     network = build_model(config, kernels=kernels)
     load_encoder_weights(network.encoder, config)
-  return split(config, network, kernels, optimizer=optimizer)
+  return split(config, network, kernels, optimizer=optimizer, steps_per_epoch=steps_per_epoch)
 
 
-def split(config: Config, network: nnx.Module, kernels: str, *,
-          optimizer: bool = True) -> tuple[Model, TrainState]:
+def split(config: Config, network: nnx.Module, kernels: str, *, optimizer: bool = True,
+          steps_per_epoch: int | None = None) -> tuple[Model, TrainState]:
   """``network`` (its layers in ``kernels`` forms) split into graph definitions and its
-  initial train state; without ``optimizer`` (evaluation, prediction) the state holds no
-  optimizer state. An abstract network (`nnx.eval_shape`) gives an abstract state."""
+  initial train state; without ``optimizer`` (evaluation, prediction) there is no optimizer
+  and the state holds no optimizer state. An abstract network (`nnx.eval_shape`) gives an
+  abstract state. ``steps_per_epoch``: as `build` takes it."""
   network.eval()
   eval_graph, params, model_state = nnx.split(network, nnx.Param, ...)
   network.train()
   if config.freeze_encoder:
     network.encoder.eval()  # a frozen encoder's BatchNorm keeps its ImageNet statistics
   train_graph = nnx.split(network, nnx.Param, ...)[0]
-  tx = _optimizer(config, params)
   abstract = any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params))
-  opt_state = None
+  tx = opt_state = None
   if optimizer:
+    tx = _optimizer(config, params, steps_per_epoch)
     opt_state = jax.eval_shape(tx.init, params) if abstract else tx.init(params)
   step = jax.ShapeDtypeStruct((), jnp.int32) if abstract else jnp.zeros((), jnp.int32)
   state = TrainState(step=step, params=params, model_state=model_state, opt_state=opt_state)
@@ -103,8 +107,36 @@ def _trained_norms(network: nnx.Module) -> list[nnx.BatchNorm]:
           if isinstance(module, nnx.BatchNorm) and not module.use_running_average]
 
 
-def _optimizer(config: Config, params) -> optax.GradientTransformation:
-  adam = optax.adam(config.learning_rate)
+def learning_rate_schedule(config: Config,
+                           steps_per_epoch: int | None = None) -> optax.ScalarOrSchedule:
+  """The Adam learning rate of ``config``'s training: ``config.learning_rate`` itself under the
+  constant schedule, so its optimizer state is plain Adam's and runs from before schedules
+  restore; under the cosine one, a function of the step count (the steps done so far, which
+  the optimizer state holds, so a resumed run carries on along it): a linear rise from 0 over
+  the warm-up epochs to ``config.learning_rate``, then a cosine decay that reaches 0 as the
+  last step of the last epoch completes (optax's ``decay_steps`` counts the warm-up too)."""
+  if config.lr_schedule == "constant":
+    return config.learning_rate
+  if steps_per_epoch is None or steps_per_epoch < 1:
+    raise ValueError(f"a cosine learning rate schedule needs the training steps per epoch "
+                     f"(steps_per_epoch at least 1), not {steps_per_epoch!r}")
+  # Without warm-up optax's schedule is the cosine decay alone, from the peak at step 0.
+  return optax.warmup_cosine_decay_schedule(
+    init_value=0.0, peak_value=config.learning_rate,
+    warmup_steps=config.warmup_epochs * steps_per_epoch,
+    decay_steps=config.epochs * steps_per_epoch, end_value=0.0)
+
+
+def learning_rate_at(config: Config, steps_per_epoch: int | None, step: int) -> float:
+  """The learning rate of `learning_rate_schedule` after ``step`` training steps: the rate
+  the next step takes. ``steps_per_epoch`` may be None under the constant schedule."""
+  rate = learning_rate_schedule(config, steps_per_epoch)
+  return float(rate(step)) if callable(rate) else float(rate)
+
+
+def _optimizer(config: Config, params,
+               steps_per_epoch: int | None) -> optax.GradientTransformation:
+  adam = optax.adam(learning_rate_schedule(config, steps_per_epoch))
   if not config.freeze_encoder:
     return adam
   labels = jax.tree_util.tree_map_with_path(

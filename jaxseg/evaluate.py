@@ -16,7 +16,8 @@ from pathlib import Path
 
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.inference import TrainedModel
-from jaxseg.loop import evaluate_loader, make_loaders, otsu_scores, print_table
+from jaxseg.loop import evaluate_loader, make_loaders, otsu_counts, print_table
+from jaxseg.metrics import run_scores
 
 
 def evaluate(path: Path) -> dict:
@@ -30,7 +31,7 @@ def evaluate(path: Path) -> dict:
     "images": {split: len(getattr(splits, split)) for split in ("train", "val", "test")},
     "best_epoch": trained.meta["epoch"],
     "test": evaluate_loader(trained.steps, trained.state, loader),
-    "otsu_test": otsu_scores(loader, trained.config.target),
+    "otsu_test": run_scores(otsu_counts(trained.config, loader)),
   }
 
 

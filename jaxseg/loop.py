@@ -15,22 +15,27 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import jax
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import engine, plots
+from jaxseg import engine, plots, tiling
 from jaxseg.config import Config
 from jaxseg.data import record
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.folder import Splits
 from jaxseg.data.masks import CELL, CLASS_NAMES, NUCLEUS, TARGET_CLASSES, TARGETS
-from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
 from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
 from jaxseg.errors import NO_SPACE, JaxsegError, write_failure
 from jaxseg.interrupts import Preempted, between_steps
-from jaxseg.metrics import confusion_counts, confusion_matrices, run_scores, target_counts
+from jaxseg.metrics import (
+  confusion_counts,
+  confusion_matrices,
+  run_scores,
+  target_counts,
+)
 from jaxseg.phases import PhaseClock
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
@@ -159,23 +164,28 @@ def make_loaders(config: Config, splits: Splits, names=("train", "val", "test"))
     raise JaxsegError(f"{len(splits.train)} training images are fewer than --batch-size "
                       f"{config.batch_size}")
   # Test metrics are always against the data set's own masks, whatever training learnt from.
-  loaders = {
-    name: Loader(getattr(splits, name), image_size=config.image_size, target=config.target,
-                 enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
-                 kind=config.loader, labels=config.labels if name != "test" else "exact",
-                 mask_colours=config.mask_colour_map)
-    for name in names
-  }
+  loaders = {name: split_loader(config, getattr(splits, name),
+                                config.labels if name != "test" else "exact")
+             for name in names}
   for name, loader in loaders.items():
     loader.warm(f"reading {name} images")
   return loaders
+
+
+def split_loader(config: Config, examples, labels: str = "exact") -> Loader:
+  """The loader of ``examples`` as ``config`` reads them, its masks the data set's own
+  (``exact``) or made by the paper's Otsu rule (``otsu``)."""
+  return Loader(examples, image_size=config.image_size, target=config.target,
+                enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
+                kind=config.loader, labels=labels, mask_colours=config.mask_colour_map,
+                scale=config.scale, window=config.window)
 
 
 def check_target_present(loader: Loader, target: str) -> None:
   """A target (or, of ``cell``, a class) that no training mask holds cannot be learned: say
   which classes there are."""
   wanted = range(1, len(CLASS_NAMES)) if target == CELL else [1]
-  missing = [value for value in wanted if not (loader.masks == value).any()]
+  missing = [value for value in wanted if not any((mask == value).any() for mask in loader.masks)]
   if not missing:
     return
   classes = set()
@@ -202,9 +212,27 @@ def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
   return run_scores(count_loader(steps, state, loader)[0])
 
 
-def count_loader(steps: engine.Steps, state, loader: Loader) -> tuple[np.ndarray, np.ndarray]:
-  """Each of ``loader``'s images' confusion counts (`engine.eval_step`) and predicted mask."""
-  return steps.evaluate(state, loader.epoch(shuffle=False, drop_remainder=False))
+def count_loader(steps: engine.Steps, state, loader: Loader) -> tuple[np.ndarray, list]:
+  """Each of ``loader``'s images' confusion counts (`engine.eval_step`) and predicted mask; of
+  a scaled loader, from sliding windows over each whole image (`jaxseg.tiling.predict_tiled`)."""
+  if not loader.scale:
+    return steps.evaluate(state, loader.epoch(shuffle=False, drop_remainder=False))
+  probabilities = tiling.predict_tiled(functools.partial(steps.predict, state), loader.images,
+                                       loader.window)
+  channels = 1 if probabilities[0].ndim == 2 else probabilities[0].shape[-1]
+  predicted = [engine.predicted_mask(image, channels) for image in probabilities]
+  return image_counts(predicted, loader.masks, channels), predicted
+
+
+def image_counts(predicted, masks, channels: int) -> np.ndarray:
+  """Per image, the (tp, fp, fn, tn) of binary masks (``channels`` 1) or the confusion matrix
+  of class masks, of masks of any sizes."""
+  def counts(pred, truth):
+    pred, truth = pred[None], truth[None]
+    return (confusion_counts(pred, truth) if channels == 1
+            else confusion_matrices(pred, truth, channels))[0]
+
+  return np.stack([counts(pred, truth) for pred, truth in zip(predicted, masks)])
 
 
 def per_image(loader: Loader, counts: np.ndarray, target: str) -> dict:
@@ -218,15 +246,27 @@ def per_image(loader: Loader, counts: np.ndarray, target: str) -> dict:
                        for name in TARGETS}, "matrices": counts.tolist()}
 
 
-def otsu_scores(loader: Loader, target: str) -> dict:
-  """The paper's mask method on the same (resized, enhanced) test images, as a baseline, scored
-  as a run of ``target`` is: for ``cell``, both targets from one class mask."""
-  counts = []
-  for images, masks in loader.epoch(shuffle=False, drop_remainder=False):
-    predicted = np.stack([otsu_mask(image, target) for image in images])
-    counts.append(confusion_matrices(predicted, masks, len(CLASS_NAMES)) if target == CELL
-                  else confusion_counts(predicted, masks))
-  return run_scores(np.concatenate(counts))
+def otsu_counts(config: Config, loader: Loader) -> np.ndarray:
+  """Per image, the confusion counts of the paper's mask method as a baseline, made as the
+  paper made its masks: Otsu's rule on each full-size image, brought to the evaluation size
+  by nearest neighbour, scored against the same masks as the model (for ``cell``, class
+  masks: both targets from one)."""
+  otsu = split_loader(config, loader.examples, labels="otsu")
+  otsu.warm("Otsu masks of the test images")
+  return image_counts(otsu.masks, loader.masks, config.out_channels)
+
+
+def median_areas(loader: Loader, target: str) -> dict:
+  """The median area in pixels, at the evaluation scale, of the objects (8-connected regions)
+  of each target in ``loader``'s masks: nuclei that touch count as one."""
+  targets = TARGETS if target == CELL else (target,)
+  areas = {name: [] for name in targets}
+  for mask in loader.masks:
+    for name in targets:
+      inside = np.isin(mask, TARGET_CLASSES[name]) if target == CELL else mask > 0
+      count, _, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), 8)
+      areas[name] += stats[1:count, cv2.CC_STAT_AREA].tolist()
+  return {name: float(np.median(values)) if values else None for name, values in areas.items()}
 
 
 def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> dict:
@@ -241,8 +281,10 @@ def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> d
     check_target_present(loaders["train"], config.target)
   with clock("weights"):
     weights = describe_weights(config)
+  steps_per_epoch = loaders["train"].steps(drop_remainder=True)
   with clock("model"):
-    model, state = engine.build(config, resolve_kernels(config.kernels))
+    model, state = engine.build(config, resolve_kernels(config.kernels),
+                                steps_per_epoch=steps_per_epoch)
     steps = engine.Steps(model, config.augment, config.batch_size)
     state = steps.place(state)
   key = jax.random.key(config.seed)
@@ -259,7 +301,7 @@ def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> d
         state, train_loss, val, seconds = train_and_validate(
           steps, state, loaders, epoch, key, config, run.primary, done=done,
           checkpoint=functools.partial(save_steps, run, epoch, best_dice))
-        images = (loaders["train"].steps(drop_remainder=True) - len(done)) * config.batch_size
+        images = (steps_per_epoch - len(done)) * config.batch_size
         done = []
         epoch_record = {"epoch": epoch, "train_loss": train_loss, "val": val,
                         "train_images_per_second": round(images / seconds["train_s"], 2)}
@@ -270,8 +312,9 @@ def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> d
         epoch_record["phase_seconds"] = {name: round(value, 2) for name, value in seconds.items()}
         history.append(epoch_record)
         run.append_metrics(epoch_record)
-        board.write(epoch, epoch_record, learning_rate=config.learning_rate,
-                    predict=functools.partial(steps.predict, state))
+        board.write(epoch, epoch_record, predict=functools.partial(steps.predict, state),
+                    learning_rate=engine.learning_rate_at(config, steps_per_epoch,
+                                                          epoch * steps_per_epoch))
         tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
                    f"val {_scores_line(val)}  "
                    f"{epoch_record['train_images_per_second']:.1f} img/s  "
@@ -317,7 +360,7 @@ def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.St
     counts, predicted = count_loader(steps, state, loaders["test"])
     test = run_scores(counts)
   with clock("otsu"):
-    otsu = otsu_scores(loaders["test"], config.target)
+    otsu = otsu_counts(config, loaders["test"])
   with clock("plots"):
     predictions = figure_predictions(loaders["test"], predicted, config)
     if run.primary:
@@ -335,7 +378,9 @@ def _wrap_up(run: RunFolder, config: Config, clock: PhaseClock, steps: engine.St
     "val_dice": best_meta["best_dice"],
     "test": test,
     "test_images": per_image(loaders["test"], counts, config.target),
-    "otsu_test": otsu,
+    "test_median_area": median_areas(loaders["test"], config.target),
+    "otsu_test": run_scores(otsu),
+    "otsu_test_images": per_image(loaders["test"], otsu, config.target),
     "train_seconds": round(clock.seconds["epochs"], 1),
     # The first epoch compiles the steps: the median of the others is the training speed.
     "train_images_per_second": statistics.median(
@@ -452,11 +497,9 @@ def figure_predictions(loader: Loader, predicted: np.ndarray, config: Config):
       kinds.add(kind)
       chosen.append(index)
   chosen = (chosen + [i for i in range(len(loader)) if i not in chosen])[: config.figure_images]
-  images, masks = (np.concatenate(parts) for parts in
-                   zip(*loader.epoch(shuffle=False, drop_remainder=False)))
-  images, masks = images[chosen], masks[chosen]
   names = [loader.examples[i].name for i in chosen]
-  return names, images, masks, predicted[chosen]
+  return (names, [loader.images[i] for i in chosen], [loader.masks[i] for i in chosen],
+          [predicted[i] for i in chosen])
 
 
 def versions() -> dict:

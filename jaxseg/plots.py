@@ -142,8 +142,9 @@ def _two_and_five(value: float, _) -> str:
 
 def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path: Path) -> None:
   """Test Dice of each method against its cost, one row of panels per target: measured
-  training speed, FLOPs and variables (log scales); error bars are the seeds' standard
-  deviation where a method ran with several."""
+  training speed, FLOPs and variables (log scales); error bars are each Dice's 95% interval
+  (``dice_interval``). A row without costs (the Otsu baseline) is a dashed line with its
+  interval shaded."""
   from matplotlib import colormaps, ticker
 
   fig = new_figure(figsize=(4.2 * len(STUDY_AXES), 3.6 * len(rows)))
@@ -151,17 +152,22 @@ def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path:
   for ax_row, (target, by_method) in zip(axes, rows.items()):
     for ax, (key, label) in zip(ax_row, STUDY_AXES):
       for colour, (method, row) in zip(colormaps["tab10"].colors, by_method.items()):
+        dice, (low, high) = 100 * row["dice"], (100 * value for value in row["dice_interval"])
+        if key not in row:
+          ax.axhline(dice, color="gray", linestyle="--", linewidth=1, label=labels[method])
+          ax.axhspan(low, high, color="gray", alpha=0.15)
+          continue
         x = row[key] / 1e6 if key == "variables" else row[key]
-        ax.errorbar(x, 100 * row["test"]["dice"],
-                    yerr=None if row["dice_sd"] is None else 100 * row["dice_sd"],
-                    fmt="o", color=colour, capsize=4, label=labels[method])
-        ax.annotate(labels[method].removeprefix("U-Net + "), (x, 100 * row["test"]["dice"]),
+        ax.errorbar(x, dice, yerr=[[dice - low], [high - dice]], fmt="o", color=colour,
+                    capsize=4, label=labels[method])
+        ax.annotate(labels[method].removeprefix("U-Net + "), (x, dice),
                     textcoords="offset points", xytext=(5, 4), fontsize=7)
       ax.set(xscale="log", xlabel=label, ylabel=f"test Dice, {target} (%)")
       ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
       ax.xaxis.set_minor_formatter(ticker.FuncFormatter(_two_and_five))
       ax.margins(x=0.15, y=0.12)
       ax.grid(alpha=0.3, which="both")
-  fig.suptitle("Test Dice against cost (error bars: standard deviation over seeds)", fontsize=10)
+  fig.suptitle("Test Dice against cost (error bars: 95% intervals over seeds and test images)",
+               fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

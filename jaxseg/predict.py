@@ -72,8 +72,9 @@ class Segmenter:
 
   def probabilities(self, images: list[np.ndarray], tiled: bool) -> list[np.ndarray]:
     """Probabilities, float32, of RGB images, each at its own size: (H, W) of a binary run's
-    target, (H, W, 3) of a 3-class run's classes."""
-    if tiled:
+    target, (H, W, 3) of a 3-class run's classes. A run trained on crops at a scale
+    (``--scale``) always predicts by tiles at that scale."""
+    if tiled or self.config.scale:
       return self._tiled(images)
     size = (self.config.image_size,) * 2
     batch = np.stack([prepare_image(image, size, self.config.enhance) for image in images])
@@ -81,20 +82,20 @@ class Segmenter:
             zip(self.trained.predict(batch), images)]
 
   def _tiled(self, images: list[np.ndarray]) -> list[np.ndarray]:
-    source_size = self.trained.source_size
-    if source_size is None:
-      raise JaxsegError(f"{self.trained.path}: config.json has no source_size; --tiled needs it")
-    tile = self.config.image_size
-    scale = [tile / side for side in source_size]
-    layouts, tiles = [], []
+    tile = self.config.window
+    scale = [self.config.scale] * 2
+    if not self.config.scale:  # the scale the training images were resized by
+      source_size = self.trained.source_size
+      if source_size is None:
+        raise JaxsegError(f"{self.trained.path}: config.json has no source_size; --tiled "
+                          "needs it")
+      scale = [self.config.image_size / side for side in source_size]
+    scaled = []
     for image in images:  # each at the training scale
       size = tuple(max(round(side * factor), 1) for side, factor in zip(image.shape, scale))
-      image_tiles, layout = tiling.cut(prepare_image(image, size, self.config.enhance), tile)
-      tiles += image_tiles
-      layouts.append(layout)
-    predicted = iter(self.trained.predict(np.stack(tiles)))
-    return [_resize(tiling.blend((next(predicted) for _ in layout.starts), layout),
-                    image.shape[:2]) for image, layout in zip(images, layouts)]
+      scaled.append(prepare_image(image, size, self.config.enhance))
+    return [_resize(probabilities, image.shape[:2]) for probabilities, image in
+            zip(tiling.predict_tiled(self.trained.predict, scaled, tile), images)]
 
 
 def _resize(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

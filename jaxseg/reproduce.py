@@ -1,16 +1,20 @@
 """Reproduce the paper's Tables 1 and 2, Figures 2 and 4: ``python -m jaxseg.reproduce --data synthetic``.
 
-Trains a U-Net for each method (the plain one and each pretrained encoder) and target, each in
-its own run folder OUT/runs/<method>-<target>; the ``--seeded`` ones again with other seeds
-(OUT/runs/<method>-<target>-seed<N>) on the same split, to show run-to-run spread. Target
-``cell`` is one 3-class model per method, whose one run adds a row to both tables, scored on
-each table's target. Then it
-writes OUT/table1.md (cytoplasm) and OUT/table2.md (nuclei), OUT/study.png (test Dice
-against training speed, FLOPs and variables), OUT/figure4.png (HSIL, LSIL and NSIL test
-images through the method with the best Dice), OUT/figure2.png (training images as read,
-enhanced and augmented) and OUT/results.json (every run's summary, the command, date,
-machine and versions). Finished runs are skipped and stopped ones resume after their last
-epoch, so running the same command again continues an interrupted reproduction.
+Trains a U-Net for each method (the plain one and each pretrained encoder), target and seed,
+each in its own run folder OUT/runs/<method>-<target> (the first seed) or
+<method>-<target>-seed<N>. Seeds are paired across methods: seed N is the same split (that of
+--seed), the same batch order and the same crops for every method. Target ``cell`` is one
+3-class model per method, whose one run adds a row to both tables, scored on each table's
+target. Then it ranks the methods on the test images' confusion counts (`jaxseg.ranking`:
+intervals from a bootstrap over seeds and images, paired tests, groups of methods that cannot
+be told apart) and writes OUT/table1.md (cytoplasm) and OUT/table2.md (nuclei), OUT/study.png
+(test Dice with its interval against training speed, FLOPs and variables), OUT/figure4.png
+(HSIL, LSIL and NSIL test images through the method of the best validation Dice),
+OUT/figure2.png (training images as read, enhanced and augmented) and OUT/results.json (the
+command, date, machine and versions, the rankings, and every run's summary with its per-image
+counts). Finished runs are skipped and stopped ones resume after their last epoch, so running
+the same command again continues an interrupted study; ``--no-train`` rebuilds the tables and
+figures from the run folders alone.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from jaxseg.cli import ArgumentParser, command
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.files import read_image
 from jaxseg.data.masks import CELL, RUN_TARGETS, TARGETS
-from jaxseg.data.pipeline import Loader
 from jaxseg.datasets import recorded_splits
 from jaxseg.errors import JaxsegError
 from jaxseg.inference import TrainedModel
@@ -45,10 +48,13 @@ from jaxseg.loop import (
   count_loader,
   figure_predictions,
   print_table,
+  split_loader,
   train_and_evaluate,
   versions,
 )
 from jaxseg.models import MODELS
+from jaxseg.paper_check import paper_note
+from jaxseg.ranking import rank
 from jaxseg.run_folder import RunFolder
 
 TABLES = {"cytoplasm": ("table1.md", "Table 1: cytoplasm segmentation"),
@@ -57,27 +63,34 @@ METHOD_NAMES = {"unet": "U-Net", "vgg19": "U-Net + VGG19", "resnet50": "U-Net + 
                 "mobilenet": "U-Net + MobileNet", "efficientnetb2": "U-Net + EfficientNetB2",
                 "densenet121": "U-Net + DenseNet121"}
 # The paper's columns, then the two that set its numbers beside ours honestly.
+# The paper's columns but Dice (which leads the table, with its interval), means over seeds.
 COLUMNS = (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"), ("Precision", "precision"),
-           ("IoU", "iou"), ("Dice coef", "dice"), ("mean IoU incl. background", "mean_iou"),
-           ("per-image Dice", "per_image_dice"))
+           ("IoU", "iou"), ("mean IoU incl. background", "mean_iou"))
+OTSU = "otsu"  # the baseline's row key
+# Resamples of the bootstrap and its seed: the tables are the same each time they are rebuilt.
+RESAMPLES, RANKING_SEED = 2000, 0
 NOTE = (
-  "Accuracy, sensitivity, precision, IoU and Dice are of the target against the rest, pooled "
-  "over every test pixel, in percent, each from the run's summary.json (\"test\"). The paper's "
-  "IoU exceeds its Dice in every row, which one class cannot do (Dice >= IoU always); its IoU "
-  "is most likely the mean IoU over the target and background, our \"mean IoU incl. "
-  "background\" column. Per-image Dice is the mean of each test image's Dice. A row run with "
-  "several seeds shows the mean over them and, under \"Dice sd\", their sample standard "
-  "deviation and count. Variables include BatchNorm statistics; GFLOPs are XLA's count of one "
-  "image's forward pass; images/s is the median over the run's epochs after the first (which "
-  "compiles) of training images over the time of the epoch's train steps, on the device named "
-  "above."
+  "Dice is of the target against the rest, pooled over every test pixel of a seed's run, then "
+  "averaged over the seeds, in percent; per-image Dice averages each test image's Dice "
+  "instead. Intervals are 95% percentile intervals of a bootstrap that resamples both the "
+  "seeds and the test images; the difference from the best is paired (the same resamples for "
+  "both methods). Methods that share a letter in \"Group\" cannot be told apart: Friedman's "
+  "test over the methods, then Wilcoxon's signed-rank test of each pair on per-image Dice "
+  "(averaged over seeds), Holm-corrected, at level 0.05 (docs/study.md). Accuracy, "
+  "sensitivity, precision, IoU and mean IoU over target and background are pooled over the "
+  "test pixels and averaged over the seeds. The Otsu row is the paper's mask method on the "
+  "same test images at full resolution, brought to the evaluation scale; it does not depend on "
+  "the seed. Variables include BatchNorm statistics; GFLOPs are XLA's count of one image's "
+  "forward pass at the training input size; images/s is the median over the runs' epochs "
+  "after the first (which compiles) of training images over the time of the epoch's train "
+  "steps, on the device named above."
 )
 CELL_NOTE = (
   "A row marked 3-class is one model of background, cytoplasm and nucleus (--target cell), "
   "scored on this table's target from each pixel's most probable class; the same run gives its "
   "row in both tables, where a binary row is a model of this target alone."
 )
-COST_COLUMNS = ("Dice sd (seeds)", "Variables (M)", "GFLOPs / image", "Train images/s")
+COST_COLUMNS = ("Seeds", "Variables (M)", "GFLOPs / image", "Train images/s")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,13 +108,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="paper settings, or quick ones for a CPU (auto: by device)")
   start.add_argument("--config", type=Path, metavar="FILE",
                      help="a Python file whose get_config() returns the settings")
-  parser.add_argument("--seeds", type=int, default=3,
-                      help="runs of each --seeded method and target: seeds --seed, --seed + 1, "
-                           "...; every run keeps the split of --seed")
-  parser.add_argument("--seeded", default="unet-nuclei,densenet121-nuclei",
-                      help="comma-separated METHOD-TARGET pairs run with --seeds seeds")
+  parser.add_argument("--seeds", type=int, default=1,
+                      help="runs of each method and target: seeds --seed, --seed + 1, ...; "
+                           "every run keeps the split of --seed")
+  parser.add_argument("--no-train", action="store_true",
+                      help="train nothing: rebuild the tables and figures from the finished "
+                           "runs in OUT/runs")
   parser.add_argument("--figure-method", choices=MODELS,
-                      help="method of Figure 4 (default: the best mean test Dice)")
+                      help="method of Figure 4 (default: the best mean validation Dice)")
   flags.add_config_flags(parser)  # every run's settings; --backbone and --target are set per run
   return parser.parse_args(argv)
 
@@ -114,22 +128,13 @@ def comma_list(value: str, choices: tuple[str, ...], flag: str) -> list[str]:
   return names
 
 
-def seeded_pairs(value: str, methods: list[str], targets: list[str]) -> set[tuple[str, str]]:
-  pairs = {tuple(pair.rsplit("-", 1)) for pair in value.split(",") if pair}
-  unknown = sorted("-".join(pair) for pair in pairs
-                   if pair[0] not in MODELS or pair[-1] not in RUN_TARGETS)
-  if unknown:
-    raise JaxsegError(f"--seeded {unknown[0]}: expected METHOD-TARGET, e.g. unet-nuclei")
-  return {pair for pair in pairs if pair[0] in methods and pair[1] in targets}
-
-
-def run_plan(base, methods, targets, seeds: int, seeded) -> list[tuple[str, str, str, object]]:
+def run_plan(base, methods, targets, seeds: int) -> list[tuple[str, str, str, object]]:
   """(method, target, run folder name, config) of every run: the first seed's folder is
   METHOD-TARGET, the others' METHOD-TARGET-seedN; all share the split of ``base``."""
   plan = []
   for target in targets:
     for method in methods:
-      for repeat in range(seeds if (method, target) in seeded else 1):
+      for repeat in range(seeds):
         seed = base.seed + repeat
         name = f"{method}-{target}" + (f"-seed{seed}" if repeat else "")
         config = base.replace(backbone=method, target=target, seed=seed,
@@ -138,17 +143,20 @@ def run_plan(base, methods, targets, seeds: int, seeded) -> list[tuple[str, str,
   return plan
 
 
-def train_or_skip(path: Path, config) -> dict:
-  """The summary of the run at ``path``: trained, resumed, or read when it has finished."""
+def train_or_skip(path: Path, config, train: bool = True) -> dict:
+  """The summary of the run at ``path``: trained, resumed, or read when it has finished (and
+  only read, without ``train``)."""
   run = RunFolder(path)
+  if not train and not run.summary_file.exists():
+    raise JaxsegError(f"{run.path}: no finished run (--no-train reads finished runs only)")
   if run.summary_file.exists():
     summary = run.read_summary()
     if summary["config"]["epochs"] != config.epochs:
       raise JaxsegError(f"{run.path} finished after {summary['config']['epochs']} epochs, not "
                         f"{config.epochs}; choose another --out")
-    if "train_images_per_second" not in summary:
-      raise JaxsegError(f"{run.path}: made by an earlier jaxseg that did not record its "
-                        "training speed; choose another --out")
+    if "otsu_test_images" not in summary:
+      raise JaxsegError(f"{run.path}: made by an earlier jaxseg that did not record each test "
+                        "image's counts; choose another --out")
     print(f"{run.path.name}: finished earlier, skipped")
     return summary
   # As a resume, training checks that the settings still match the run's own.
@@ -162,12 +170,24 @@ def settings_line(summaries: dict[str, list[dict]]) -> str:
   config, images = first["config"], first["images"]
   data = first["data_root"]
   if config["data"] == "synthetic":
-    data = f"synthetic ({config['num_images']} images of {config['synthetic_size']}px)"
-  return (f"Settings: preset {first['preset']}, epochs {config['epochs']}, image size "
-          f"{config['image_size']}x{config['image_size']}, batch {config['batch_size']}, "
-          f"learning rate {config['learning_rate']}, plain U-Net filters {config['unet_filters']}, "
-          f"data {data}; {images['train']} train, {images['val']} validation, "
-          f"{images['test']} test images; device {first['device']}.")
+    data = (f"synthetic version {config['synthetic_version']} ({config['num_images']} images "
+            f"of {config['synthetic_size']}px)")
+  size = f"image size {config['image_size']}x{config['image_size']}"
+  if config.get("scale"):
+    size = (f"images scaled by {config['scale']}, trained on random {config['image_size']}px "
+            f"crops, evaluated whole by {config['window_size'] or config['image_size']}px "
+            "sliding windows")
+  rate = f"learning rate {config['learning_rate']}"
+  if config.get("lr_schedule") == "cosine":
+    rate += f" (cosine decay after {config['warmup_epochs']} warm-up epochs)"
+  areas = ", ".join(f"{name} {area:.0f}" for name, area in
+                    first.get("test_median_area", {}).items() if area is not None)
+  return (f"Settings: preset {first['preset']}, epochs {config['epochs']}, {size}, batch "
+          f"{config['batch_size']}, {rate}, plain U-Net filters {config['unet_filters']}, "
+          f"data {data}, split {config.get('split', 'random')}; {images['train']} train, "
+          f"{images['val']} validation, {images['test']} test images"
+          + (f" (median test object area in pixels at the evaluation scale: {areas})"
+             if areas else "") + f"; device {first['device']}.")
 
 
 def target_test(summary: dict, target: str) -> dict:
@@ -176,14 +196,15 @@ def target_test(summary: dict, target: str) -> dict:
 
 
 def method_row(runs: list[dict], cost: dict, target: str) -> dict:
-  """One method's test metrics of ``target`` (the mean over its seeds), their spread and its
-  costs."""
+  """One method's test metrics of ``target`` (means over its seeds), its validation Dice and
+  best epochs, and its costs."""
   tests = [target_test(run, target) for run in runs]
-  dice = [test["dice"] for test in tests]
   return {
     "test": {key: statistics.mean(test[key] for test in tests) for _, key in COLUMNS},
-    "dice_sd": statistics.stdev(dice) if len(dice) > 1 else None,
     "seeds": len(runs),
+    "val_dice": statistics.mean(run["val_dice"] for run in runs),
+    "best_epochs": [run["best_epoch"] for run in runs],
+    "epochs": runs[0]["config"]["epochs"],
     "train_images_per_second": statistics.median(run["train_images_per_second"] for run in runs),
     **cost,
   }
@@ -191,6 +212,8 @@ def method_row(runs: list[dict], cost: dict, target: str) -> dict:
 
 def row_label(key: str) -> str:
   """A table row's name: the method's, marked where its run is a 3-class one (METHOD-cell)."""
+  if key == OTSU:
+    return "Otsu threshold (paper's masks)"
   method = key.removesuffix(f"-{CELL}")
   return METHOD_NAMES[method] + (", 3-class" if method != key else "")
 
@@ -209,21 +232,63 @@ def table_rows(results: dict, costs: dict) -> dict[str, dict[str, dict]]:
   return rows
 
 
-def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict]) -> str:
-  header = ["Methods", *(title for title, _ in COLUMNS), *COST_COLUMNS]
+def image_counts(results: dict, target: str) -> dict[str, np.ndarray]:
+  """Per row of ``target``'s table and the Otsu baseline, the test images' confusion counts
+  (seeds, images, 4); every run must have tested the same images, in the same order."""
+  counts, names = {}, None
+  for kind in (target, CELL):
+    for method, runs in results.get(kind, {}).items():
+      for run in runs:
+        if names is None:
+          names, first = run["test_images"]["names"], run
+        if run["test_images"]["names"] != names:
+          raise JaxsegError(f"{method} (seed {run['config']['seed']}) tested other images than "
+                            f"{first['backbone']}; a ranking pairs runs on the same test set")
+      counts[method + ("" if kind == target else f"-{CELL}")] = np.array(
+        [run["test_images"][target] for run in runs])
+  seeds = len(next(iter(counts.values())))
+  counts[OTSU] = np.repeat(np.array([first["otsu_test_images"][target]]), seeds, axis=0)
+  return counts
+
+
+def with_ranking(rows: dict[str, dict], ranking: dict) -> dict[str, dict]:
+  """The table's rows, the Otsu baseline's last, each with its ranking (`jaxseg.ranking.rank`):
+  Dice and per-image Dice with their intervals, the difference from the best, its group."""
+  ranked = {key: {**rows.get(key, {}), **ranking["methods"][key]} for key in [*rows, OTSU]}
+  for row in ranked.values():
+    row["dice"], row["dice_interval"] = row["pooled_dice"], row["pooled_dice_interval"]
+  return ranked
+
+
+def _interval(value: float, interval: list[float]) -> str:
+  low, high = interval
+  return f"{100 * value:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict],
+          ranking: dict) -> str:
+  header = ["Methods", "Dice (%) [95% interval]", "Difference from best", "Group",
+            "Per-image Dice", *(title for title, _ in COLUMNS), *COST_COLUMNS]
   lines = [f"# {TABLES[target][1]} (test set)", "", settings_line(summaries), "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for key, row in rows.items():
-    values = [f"{100 * row['test'][column]:.2f}" for _, column in COLUMNS]
-    spread = f"{100 * row['dice_sd']:.2f} ({row['seeds']})" if row["dice_sd"] is not None else "-"
-    values += [spread, f"{row['variables'] / 1e6:.1f}", f"{row['gflops']:.2f}",
-               f"{row['train_images_per_second']:.1f}"]
+    values = [_interval(row["dice"], row["dice_interval"]),
+              "best" if key == ranking["best"] else
+              _interval(row["difference"], row["difference_interval"]),
+              row["letters"], _interval(row["per_image_dice"], row["per_image_dice_interval"])]
+    if key == OTSU:
+      values += ["-"] * (len(COLUMNS) + len(COST_COLUMNS))
+    else:
+      values += [f"{100 * row['test'][column]:.2f}" for _, column in COLUMNS]
+      values += [str(row["seeds"]), f"{row['variables'] / 1e6:.1f}", f"{row['gflops']:.2f}",
+                 f"{row['train_images_per_second']:.1f}"]
     lines.append("| " + " | ".join([row_label(key), *values]) + " |")
-  weights = [f"{METHOD_NAMES[m]}: {runs[0]['weights']}" for m, runs in summaries.items()
-             if m != "unet"]
-  lines += ["", NOTE]
+  lines += ["", reading(rows, ranking), "", NOTE]
   if any(key.endswith(f"-{CELL}") for key in rows):
     lines += ["", CELL_NOTE]
+  lines += ["", paper_note(target)]
+  weights = [f"{METHOD_NAMES[m]}: {runs[0]['weights']}" for m, runs in summaries.items()
+             if m != "unet"]
   if weights:
     lines += ["", "Encoder weights: " + "; ".join(weights) + ". The paper's encoders start "
               "from ImageNet weights; where these say random initialisation, the encoder "
@@ -231,10 +296,36 @@ def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict]) 
   return "\n".join(lines) + "\n"
 
 
+def reading(rows: dict[str, dict], ranking: dict) -> str:
+  """What the table supports, in words drawn from its statistics alone."""
+  best = ranking["best"]
+  tied = [row_label(key) for key, row in rows.items()
+          if key != best and "a" in row["letters"]]
+  friedman = ranking["friedman"]
+  tests = (f"Friedman's test over the {len(rows)} rows: p = {friedman['p']:.2g}"
+           if friedman["p"] is not None else friedman["skipped"])
+  detectable = [row["detectable_difference"] for row in rows.values()
+                if row["detectable_difference"] is not None]
+  runs = sum(len(row["best_epochs"]) for key, row in rows.items() if key != OTSU)
+  late = sum(1 for key, row in rows.items() if key != OTSU for epoch in row["best_epochs"]
+             if epoch > 0.9 * row["epochs"])
+  return (f"**Reading.** Highest pooled Dice: {row_label(best)}, "
+          f"{_interval(rows[best]['dice'], rows[best]['dice_interval'])}%. "
+          + (f"Not told apart from it (group a): {', '.join(tied)}. " if tied else
+             "Every other row differs from it. ")
+          + f"{tests}; {ranking['seeds']} seeds, {ranking['images']} test images. "
+          f"The smallest difference from the best this study would detect with 80% power is "
+          f"{100 * np.median(detectable):.2f} points of Dice (median over the rows; "
+          f"{100 * min(detectable):.2f}-{100 * max(detectable):.2f}); a smaller true "
+          f"difference may be there unseen. Best epoch in the last tenth of the epochs: "
+          f"{late} of {runs} runs.")
+
+
 def best_row(rows: dict[str, dict[str, dict]]) -> str:
-  """The row (METHOD or METHOD-cell) with the best test Dice, averaged over the tables."""
+  """The row (METHOD or METHOD-cell) with the best validation Dice, averaged over the tables:
+  the test images play no part in the choice."""
   keys = next(iter(rows.values()))
-  return max(keys, key=lambda k: np.mean([by_row[k]["test"]["dice"] for by_row in rows.values()]))
+  return max(keys, key=lambda k: np.mean([by_row[k]["val_dice"] for by_row in rows.values()]))
 
 
 def figure(out: Path, key: str, targets: list[str]) -> None:
@@ -248,9 +339,7 @@ def figure(out: Path, key: str, targets: list[str]) -> None:
     config = model.config
     test = model.splits().test
     # By name: the synthetic set's kinds come in the paper's order.
-    loader = Loader(sorted(test, key=lambda example: example.name), image_size=config.image_size,
-                    target=target, enhancement=config.enhance, batch_size=config.batch_size,
-                    seed=config.seed, kind=config.loader, mask_colours=config.mask_colour_map)
+    loader = split_loader(config, sorted(test, key=lambda example: example.name))
     _, predicted = count_loader(model.steps, model.state, loader)
     names, *panels = figure_predictions(loader, predicted, config)
     rows.append(([f"{name}\n{target}" for name in names], *panels))
@@ -289,14 +378,14 @@ def main(argv=None) -> None:
   base = flags.apply(base, changes)
   if args.seeds < 1:
     raise JaxsegError(f"--seeds {args.seeds}: must be at least 1")
-  plan = run_plan(base.validate(), methods, targets, args.seeds,
-                  seeded_pairs(args.seeded, methods, targets))
+  plan = run_plan(base.validate(), methods, targets, args.seeds)
 
   started = time.strftime("%Y-%m-%d %H:%M:%S %z")
   results = {target: {method: [] for method in methods} for target in targets}
   for number, (method, target, name, config) in enumerate(plan, 1):
     print(f"\n[{number}/{len(plan)}] {name}")
-    results[target][method].append(train_or_skip(args.out / "runs" / name, config))
+    results[target][method].append(train_or_skip(args.out / "runs" / name, config,
+                                                 train=not args.no_train))
 
   costs, measured = {target: {} for target in targets}, {}
   for target in targets:  # one image's forward pass, at the runs' size
@@ -307,23 +396,33 @@ def main(argv=None) -> None:
         variables, gflops = network_cost(config)
         measured[head] = {"variables": variables, "gflops": gflops}
       costs[target][method] = measured[head]
-  rows = table_rows(results, costs)
+  rows, rankings = table_rows(results, costs), {}
   for target, by_row in rows.items():
+    rankings[target] = rank(image_counts(results, target), rng=np.random.default_rng(
+      RANKING_SEED), resamples=RESAMPLES)
+    ranked = with_ranking(by_row, rankings[target])
     summaries = results.get(target, results.get(CELL))
-    (args.out / TABLES[target][0]).write_text(table(target, summaries, by_row))
-  plots.study_figure(rows, {key: row_label(key) for key in next(iter(rows.values()))},
+    (args.out / TABLES[target][0]).write_text(table(target, summaries, ranked, rankings[target]))
+    rows[target] = ranked
+  plots.study_figure(rows, {key: row_label(key) for by_row in rows.values() for key in by_row},
                      args.out / "study.png")
   binary = any(target != CELL for target in targets)
-  chosen = best_row(rows)
+  chosen = best_row({target: {key: row for key, row in by_row.items() if key != OTSU}
+                     for target, by_row in rows.items()})
   if args.figure_method:
     chosen = args.figure_method + ("" if binary else f"-{CELL}")
   figure(args.out, chosen, targets)
   enhancement_figure(args.out, results)
   record = {"command": " ".join(["python -m jaxseg.reproduce", *argv]),
             "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "machine": f"{platform.platform()}, {cpu_model()}", "versions": versions(),
-            "figure_method": chosen, "methods": rows, "runs": results}
-  (args.out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+            "machine": f"{platform.platform()}, {cpu_model()}", "versions": versions()}
+  results_file = args.out / "results.json"
+  if args.no_train and results_file.exists():  # the command that trained, and when
+    trained = json.loads(results_file.read_text())
+    record = {**{key: trained[key] for key in record if key in trained},
+              "rebuilt": {**record, "started": started}}
+  record.update(figure_method=chosen, rankings=rankings, methods=rows, runs=results)
+  results_file.write_text(json.dumps(record, indent=2) + "\n")
   print(f"\n{', '.join(TABLES[t][0] for t in rows)}, study.png, figure2.png, figure4.png, "
         f"results.json in {args.out}")
 

@@ -2,9 +2,10 @@
 
 RUN/tensorboard/ gets, per epoch: ``train/loss``, every validation metric as ``val/NAME`` (a
 3-class run's nested ones as ``val/nuclei/dice``, ``val/classes/nucleus/iou``, ...),
-``train/learning_rate``, ``train/seconds``, and ``val/predictions``: a few validation images,
-one a row, each beside its true mask and the predicted one drawn over it (of a 3-class run,
-cells red and nuclei a deeper red). Written with tensorboardX
+``train/learning_rate`` (the rate at the end of the epoch, which a schedule changes),
+``train/seconds``, and ``val/predictions``: a few validation images, one a row, each beside
+its true mask and the predicted one drawn over it (of a 3-class run, cells red and nuclei a
+deeper red). Written with tensorboardX
 (``pip install -e ".[tensorboard]"``); without it training runs as ever and says once that
 TensorBoard logs are off.
 """
@@ -44,8 +45,10 @@ class EpochWriter:
 
   def write(self, epoch: int, record: dict, *, learning_rate: float | None = None,
             predict: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-    """``record``: the epoch's line of metrics.jsonl; ``predict``: images -> probabilities,
-    run on every process (it may be a collective), written by process 0 only."""
+    """``record``: the epoch's line of metrics.jsonl; ``learning_rate``: the rate at the end
+    of the epoch, after its last step (`jaxseg.engine.learning_rate_at`); ``predict``: images
+    -> probabilities, run on every process (it may be a collective), written by process 0
+    only."""
     if not self.active:
       return
     probabilities = None

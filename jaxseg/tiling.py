@@ -30,12 +30,19 @@ def blend_window(tile: int) -> np.ndarray:
   return np.outer(hann, hann)
 
 
+def mirrored_to(array: np.ndarray, side: int) -> np.ndarray:
+  """``array`` (H, W, ...) mirrored out at its bottom and right to at least ``side`` square."""
+  padding = [(0, max(side - length, 0)) for length in array.shape[:2]]
+  if not any(after for _, after in padding):
+    return array
+  return np.pad(array, padding + [(0, 0)] * (array.ndim - 2), mode="symmetric")
+
+
 def cut(image: np.ndarray, tile: int) -> tuple[list[np.ndarray], Layout]:
   """``image`` (H, W, ...) as tiles of ``tile`` x ``tile`` overlapping by half; an image
   smaller than a tile is mirrored out to a whole one (`blend` crops it back)."""
   size = image.shape[:2]
-  padding = [(0, max(tile - side, 0)) for side in size] + [(0, 0)] * (image.ndim - 2)
-  padded = np.pad(image, padding, mode="symmetric")
+  padded = mirrored_to(image, tile)
   starts = [(y, x) for y in tile_starts(padded.shape[0], tile)
             for x in tile_starts(padded.shape[1], tile)]
   return ([padded[y:y + tile, x:x + tile] for y, x in starts],
@@ -56,3 +63,15 @@ def blend(tiles, layout: Layout) -> np.ndarray:
     weight[y:y + side, x:x + side] += window
   height, width = layout.size
   return (total / weight)[:height, :width]
+
+
+def predict_tiled(predict, images, tile: int) -> list[np.ndarray]:
+  """Each image's map, at its own size, from ``predict`` (a stack of tiles -> their maps)
+  over its `cut` tiles, `blend`-ed; every image's tiles go to ``predict`` in one stack."""
+  layouts, tiles = [], []
+  for image in images:
+    image_tiles, layout = cut(image, tile)
+    tiles += image_tiles
+    layouts.append(layout)
+  predicted = iter(predict(np.stack(tiles)))
+  return [blend((next(predicted) for _ in layout.starts), layout) for layout in layouts]

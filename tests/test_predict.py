@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxseg import predict, tiling, train
+from jaxseg.config import Config
 from jaxseg.data.enhance import Enhance
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.masks import target_mask
@@ -75,10 +76,10 @@ def test_mask_has_the_input_size_and_matches_the_truth(cytoplasm_run, large_imag
     assert read_image(tmp_path / f"smear_{picture}.png").shape == (300, 300, 3)
 
 
-def fake_model(tile, source_size):
+def fake_model(tile, source_size, scale=0.0):
   """A model whose network answers each pixel's red value / 255: blending must keep it."""
   return predict.Segmenter(types.SimpleNamespace(
-    config=types.SimpleNamespace(image_size=tile, enhance=Enhance()), path="fake",
+    config=Config(image_size=tile, enhance=Enhance(), scale=scale), path="fake",
     predict=lambda tiles: tiles[..., 0] / 255, source_size=source_size))
 
 
@@ -87,6 +88,16 @@ def test_tiles_blend_back_into_the_image(shape):
   image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
   [blended] = fake_model(32, [32, 32]).probabilities([image], tiled=True)
   np.testing.assert_allclose(blended, image[..., 0] / 255, atol=1e-5)
+
+
+def test_a_run_trained_at_a_scale_predicts_by_tiles_at_that_scale():
+  """Without --tiled, and without the source size a resized run needs: the map is the image's
+  through 16 px tiles of it scaled by a half, brought back to its size."""
+  image = np.random.default_rng(1).integers(0, 256, (80, 60, 3), dtype=np.uint8)
+  [blended] = fake_model(16, None, scale=0.5).probabilities([image], tiled=False)
+  half = cv2.resize(image, (30, 40), interpolation=cv2.INTER_AREA)[..., 0] / np.float32(255)
+  expected = cv2.resize(half.astype(np.float32), (60, 80), interpolation=cv2.INTER_LINEAR)
+  np.testing.assert_allclose(blended, expected, atol=1e-5)
 
 
 def test_tiling_covers_the_image_at_the_training_scale():

@@ -95,7 +95,8 @@ def jaxseg_epochs(config: Config, loaders: dict) -> Iterator[dict]:
   """`jaxseg.train`'s loop, one epoch per item, each phase timed; the first compiles. Each
   epoch ends when its checkpoint files are written, so that no writing of ours runs into the
   peer's turn."""
-  model, state = engine.build(config, resolve_kernels(config.kernels))
+  model, state = engine.build(config, resolve_kernels(config.kernels),
+                              steps_per_epoch=loaders["train"].steps(drop_remainder=True))
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.place(state)
   key = jax.random.key(config.seed)

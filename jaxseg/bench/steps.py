@@ -72,7 +72,8 @@ def random_batch(batch_size: int, image_size: int, seed: int = 0, *,
 def jaxseg_steps(config: Config, images: np.ndarray, masks: np.ndarray) -> tuple:
   """The engine's train and probability steps for ``config``, as `jaxseg.train` builds them,
   the placed state and each step's inputs: the arguments of `jitted_program`."""
-  model, state = engine.build(config, resolve_kernels(config.kernels))
+  # A learning-rate schedule's values do not change a step's cost: any length serves.
+  model, state = engine.build(config, resolve_kernels(config.kernels), steps_per_epoch=1)
   steps = engine.Steps(model, config.augment, config.batch_size)
   images, masks = steps.batch(images, masks)
   key = jax.random.key(config.seed)
@@ -84,7 +85,7 @@ def portable_flops(config: Config, images: np.ndarray, masks: np.ndarray) -> tup
   cost analysis of the steps with the portable kernels (`jaxseg.models.kernels`), the same on
   every backend: the CPU forms compute the same, some with a loop over kernel taps, whose body
   the analysis counts once. Lowered from shapes alone: nothing is initialised or compiled."""
-  model, state = engine.build(config, "xla", abstract=True)
+  model, state = engine.build(config, "xla", abstract=True, steps_per_epoch=1)
   steps = engine.Steps(model, config.augment, config.batch_size)
   state = steps.placement(state)
   images, masks = steps.batch(images, masks)

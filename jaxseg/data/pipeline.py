@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from jaxseg import tiling
 from jaxseg.data.enhance import Enhance, enhance
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.folder import Example
@@ -37,6 +38,8 @@ Batch = tuple[np.ndarray, np.ndarray]
 LABELS = ("exact", "otsu")
 # Batches tf.data gathers ahead of the step: a gather from memory takes far less than a step.
 PREFETCH_BATCHES = 2
+# The random stream of a scaled loader's crop corners, beside each epoch's order.
+_CROP_STREAM = 2
 
 
 def read_example(example: Example, mask_colours: dict | None = None
@@ -54,18 +57,28 @@ def read_example(example: Example, mask_colours: dict | None = None
 
 
 def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance,
-                   labels: str = "exact", mask_colours: dict | None = None):
-  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair.
+                   labels: str = "exact", mask_colours: dict | None = None, scale: float = 0.0,
+               window: int | None = None):
+  """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair, to
+  `scaled_size`.
 
   With ``labels="otsu"`` the mask is made from the full-size image by the paper's rule, as
   python -m jaxseg.make_masks makes it, instead of read from the data set.
   """
   image, mask = read_example(example, mask_colours)
-  size = (image_size, image_size)
+  size = scaled_size(image.shape, scale, image_size)
   mask = (otsu_mask(image, target) if labels == "otsu"
           else target_mask(mask, target, example.mask))
-  mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+  mask = cv2.resize(mask, size[::-1], interpolation=cv2.INTER_NEAREST)
   return prepare_image(image, size, enhancement), mask
+
+
+def scaled_size(shape: tuple[int, ...], scale: float, image_size: int) -> tuple[int, int]:
+  """(height, width) of an image of ``shape`` as a run sees it: resized whole to
+  ``image_size`` square (``scale`` 0, the paper's way), or scaled by ``scale``, its aspect kept."""
+  if not scale:
+    return image_size, image_size
+  return tuple(max(round(side * scale), 1) for side in shape[:2])
 
 
 def prepare_image(image: np.ndarray, size: tuple[int, int], enhancement: Enhance) -> np.ndarray:
@@ -91,11 +104,18 @@ def import_tensorflow():
 
 
 class Loader:
-  """Batches of one split; ``epoch(i)`` is shuffled by (seed, i), so a resumed run repeats it."""
+  """Batches of one split; ``epoch(i)`` is shuffled by (seed, i), so a resumed run repeats it.
+
+  With a ``scale``, images are kept whole at that scale (`images`, `masks`: arrays of each
+  image's own size) and every batch is of random ``image_size`` crops, one from each image,
+  placed by (seed, i) too; evaluation covers the whole images by sliding ``window`` windows
+  (`jaxseg.tiling.predict_tiled`). The crops are cut by NumPy for either loader.
+  """
 
   def __init__(self, examples: Sequence[Example], *, image_size: int, target: str,
                enhancement: Enhance, batch_size: int, seed: int, kind: str = "plain",
-               labels: str = "exact", mask_colours: dict | None = None):
+               labels: str = "exact", mask_colours: dict | None = None, scale: float = 0.0,
+               window: int | None = None):
     if labels not in LABELS:
       raise JaxsegError(f"labels {labels!r}: choose {' or '.join(LABELS)}")
     if kind == "auto":
@@ -107,8 +127,11 @@ class Loader:
     self.batch_size = batch_size
     self.seed = seed
     self.mask_colours = mask_colours
+    self.image_size = image_size
+    self.scale = scale
+    self.window = window or image_size  # the side of a scaled loader's evaluation windows
     self._decode_args = dict(image_size=image_size, target=target, enhancement=enhancement,
-                             labels=labels, mask_colours=mask_colours)
+                             labels=labels, mask_colours=mask_colours, scale=scale)
     self._cached = None
     self._tf_arrays = None
 
@@ -125,17 +148,22 @@ class Loader:
       return
     with tqdm(total=len(self.examples), desc=description, unit="img", leave=False) as bar:
       pairs = self._decode_tf(bar) if self.kind == "tf" else self._decode_plain(bar)
-    self._cached = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    images, masks = [pair[0] for pair in pairs], [pair[1] for pair in pairs]
+    if len({image.shape for image in images}) == 1:  # one array where every size is the same
+      images, masks = np.stack(images), np.stack(masks)
+    self._cached = images, masks
 
   @property
-  def images(self) -> np.ndarray:
-    """Every example's image (uint8 RGB, resized and enhanced), in the examples' order."""
+  def images(self) -> np.ndarray | list[np.ndarray]:
+    """Every example's image (uint8 RGB, resized or scaled, and enhanced), in the examples'
+    order: one array, or a list where scaled images differ in size."""
     self.warm()
     return self._cached[0]
 
   @property
-  def masks(self) -> np.ndarray:
-    """Every example's target mask (0/1, or class values for ``cell``), in the examples' order."""
+  def masks(self) -> np.ndarray | list[np.ndarray]:
+    """Every example's target mask (0/1, or class values for ``cell``), in the examples'
+    order, as `images`."""
     self.warm()
     return self._cached[1]
 
@@ -152,10 +180,30 @@ class Loader:
                                        self.batch_size]
     batches = [order[start:start + self.batch_size]
                for start in range(0, len(order), self.batch_size)]
+    if self.scale:
+      return self._crops(index, batches)
     if self.kind == "tf":
       return self._epoch_tf(batches)
     images, masks = self._cached
     return ((images[chosen], masks[chosen]) for chosen in batches)
+
+  def _crops(self, index: int, batches: list[np.ndarray]) -> Iterator[Batch]:
+    """Batches of one random ``image_size`` crop of each chosen image; the corners are drawn
+    for the whole epoch first, so skipping batches (a resumed epoch) leaves the rest as they
+    were. An image smaller than a crop is mirrored out to one, as windows are."""
+    rng = np.random.default_rng([self.seed, index, _CROP_STREAM])
+    side = self.image_size
+    corners = [rng.random((len(chosen), 2)) for chosen in batches]
+    for chosen, fractions in zip(batches, corners):
+      images, masks = [], []
+      for example, (fy, fx) in zip(chosen, fractions):
+        image, mask = (tiling.mirrored_to(array, side) for array in (self.images[example],
+                                                             self.masks[example]))
+        y = int(fy * (image.shape[0] - side + 1))
+        x = int(fx * (image.shape[1] - side + 1))
+        images.append(image[y:y + side, x:x + side])
+        masks.append(mask[y:y + side, x:x + side])
+      yield np.stack(images), np.stack(masks)
 
   # tf.data: decoding runs in TensorFlow's thread pool; errors come back as values, so the
   # message naming the file reaches the user as it was written.

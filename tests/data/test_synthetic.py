@@ -216,3 +216,21 @@ def test_look_alikes_change_the_image_never_the_mask(monkeypatch):
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     darkest.append(np.median(gray) - np.percentile(gray, 0.1))
   assert max(darkest) > 60
+
+
+def test_the_set_names_its_classes_and_a_cached_set_gains_them_unchanged(tmp_path):
+  root = synthetic.write_synthetic(tmp_path / "set", 4, size=SIZE, progress=False)
+  classes_csv = (root / "classes.csv").read_text()
+  kinds = json.loads((root / "manifest.json").read_text())["kinds"]
+  assert classes_csv == "image,class\n" + "".join(f"{s},{k}\n" for s, k in kinds.items())
+  assert Counter(kinds.values()) == Counter(synthetic.kind_of(index, 0) for index in range(4))
+
+  (root / "classes.csv").unlink()  # a set cached before the file was written
+  stamps, manifest = file_stamps(root), (root / "manifest.json").read_bytes()
+  assert synthetic.write_synthetic(root, 4, size=SIZE, progress=False) == root
+  assert (root / "classes.csv").read_text() == classes_csv
+  now = file_stamps(root)
+  assert now == stamps | {root / "classes.csv": now[root / "classes.csv"]}  # images untouched
+  assert (root / "manifest.json").read_bytes() == manifest
+  assert sorted(path.name for path in root.iterdir()) == [
+    "classes.csv", "images", "manifest.json", "masks"]  # no temporary file left

@@ -41,7 +41,7 @@ def run(config: dict, folder: Path, clock: PhaseClock) -> dict:
     splits = split_dataset(Path(config["data"]), test_fraction=config["test_fraction"],
                            val_fraction=config["val_fraction"],
                            seed=config["seed"] if config["split_seed"] is None
-                           else config["split_seed"])
+                           else config["split_seed"], split=config["split"])
   with clock("reading_images"):
     loaders = {name: Loader(getattr(splits, name), image_size=config["image_size"],
                             target=config["target"], enhancement=Enhance(**config["enhance"]),

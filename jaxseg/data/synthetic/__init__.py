@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from jaxseg.data.folder import CLASSES_FILE, write_classes
 from jaxseg.data.synthetic import v1, v2, v3
 from jaxseg.data.synthetic.draw import Drawn
 from jaxseg.errors import DataError
@@ -37,6 +39,8 @@ OBJECT_GENERATORS = {2: v2.sample_objects, 3: v3.sample_objects}
 # The version made unless asked: version 3 removes version 2's shortcuts, but colour finds its
 # cells a little more easily (docs/synthetic-data.md, "Which version is the default").
 LATEST_VERSION = 2
+
+log = logging.getLogger(__name__)
 
 # Random streams: the kind order and each image draw from their own seed sequences.
 _KIND_STREAM, _IMAGE_STREAM = 0, 1
@@ -89,15 +93,19 @@ def write_synthetic(
   root: Path, num_images: int, *, seed: int = 0, size: int = PAPER_SIZE, progress: bool = True,
   version: int = LATEST_VERSION,
 ) -> Path:
-  """Write the set to ``root`` (images/*.bmp, masks/*.png, manifest.json) once; return ``root``.
+  """Write the set to ``root`` (images/*.bmp, masks/*.png, classes.csv, manifest.json) once;
+  return ``root``.
 
-  Nothing is written when ``root`` already holds this set. It is built in a temporary
+  Nothing is written when ``root`` already holds this set, but for the classes.csv that sets
+  written before it lack (from the images' names, `<kind>_<index>`). It is built in a temporary
   sibling folder and renamed into place, so an interrupted run leaves no partial set.
   """
   check_version(version)
   root = Path(root)
   manifest = {"version": version, "seed": seed, "size": size, "num_images": num_images}
   if _manifest_matches(root, manifest):
+    if not (root / CLASSES_FILE).exists():
+      _add_classes(root)
     return root
   if root.exists() and any(root.iterdir()) and not (root / "manifest.json").exists():
     raise DataError(f"{root}: exists and is not a synthetic data set; choose another folder")
@@ -115,6 +123,7 @@ def write_synthetic(
                    disable=not progress)
     stems = [_write_image(staging, seed, size, version, index) for index in indices]
     manifest["kinds"] = {stem: stem.split("_")[0] for stem in stems}
+    write_classes(staging / CLASSES_FILE, manifest["kinds"])
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
     _move_into_place(staging, root)
   except BaseException:
@@ -130,6 +139,21 @@ def _manifest_matches(root: Path, expected: dict) -> bool:
     return False
   manifest.setdefault("version", 1)  # version 1 wrote no version
   return all(manifest.get(key) == value for key, value in expected.items())
+
+
+def _add_classes(root: Path) -> None:
+  """Write root/classes.csv from the names of the set's images; the images stay as they are.
+
+  A cache that cannot be written (one shared read-only) still serves its images: without the
+  file, a stratified split of them is the random one, as the warning says.
+  """
+  stems = sorted((path.stem for path in (root / "images").glob("*.bmp")),
+                 key=lambda stem: int(stem.split("_")[1]))  # the manifest's order
+  try:
+    write_classes(root / CLASSES_FILE, {stem: stem.split("_")[0] for stem in stems})
+  except OSError as error:
+    log.warning("%s: cannot write the images' classes (%s); a stratified split of this set is "
+                "random", root / CLASSES_FILE, error.strerror or error)
 
 
 def _write_image(folder: Path, seed: int, size: int, version: int, index: int) -> str:
