@@ -1,4 +1,5 @@
-"""The data set a `Config` names: the built-in synthetic set, a folder, or TFDS records, split."""
+"""The data set a `Config` names: the built-in synthetic set, a folder, or TFDS records, split;
+and the loaders of its splits as the `Config` reads them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 from jaxseg.config import Config
 from jaxseg.data import record, synthetic
 from jaxseg.data.folder import Splits, split_dataset
+from jaxseg.data.pipeline import Loader
+from jaxseg.errors import JaxsegError
 
 TFDS_PREFIX = "tfds:"
 
@@ -44,3 +47,26 @@ def recorded_splits(saved: dict, config: Config) -> Splits:
   read again from their data set."""
   in_memory = saved["source"].startswith(TFDS_PREFIX)
   return record.recorded_splits(saved, data_splits(config)[1] if in_memory else None)
+
+
+def make_loaders(config: Config, splits: Splits, names=("train", "val", "test")) -> dict:
+  """A loader per split in ``names``, every file read once before training starts."""
+  if "train" in names and len(splits.train) < config.batch_size:
+    raise JaxsegError(f"{len(splits.train)} training images are fewer than --batch-size "
+                      f"{config.batch_size}")
+  # Test metrics are always against the data set's own masks, whatever training learnt from.
+  loaders = {name: split_loader(config, getattr(splits, name),
+                                config.labels if name != "test" else "exact")
+             for name in names}
+  for name, loader in loaders.items():
+    loader.warm(f"reading {name} images")
+  return loaders
+
+
+def split_loader(config: Config, examples, labels: str = "exact") -> Loader:
+  """The loader of ``examples`` as ``config`` reads them, its masks the data set's own
+  (``exact``) or made by the paper's Otsu rule (``otsu``)."""
+  return Loader(examples, image_size=config.image_size, target=config.target,
+                enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
+                kind=config.loader, labels=labels, mask_colours=config.mask_colour_map,
+                scale=config.scale, window=config.window)

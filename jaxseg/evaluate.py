@@ -15,9 +15,10 @@ import json
 from pathlib import Path
 
 from jaxseg.cli import ArgumentParser, command
+from jaxseg.datasets import make_loaders
 from jaxseg.inference import TrainedModel
-from jaxseg.loop import evaluate_loader, make_loaders, otsu_counts, print_table
 from jaxseg.metrics import run_scores
+from jaxseg.scoring import evaluate_loader, otsu_counts, print_table
 
 
 def evaluate(path: Path) -> dict:

@@ -1,9 +1,9 @@
 """Training as a library: ``train_and_evaluate(config, workdir)``, in the manner of Flax's examples.
 
 Chooses the best epoch on validation images carved from the training set, then reports the
-paper's metrics on the test images, beside the Otsu threshold the paper made its masks with.
-`jaxseg.train` is its command line; `jaxseg.evaluate`, the reproduction and the tests call
-these functions with Config objects.
+paper's metrics on the test images, beside the Otsu threshold the paper made its masks with
+(`jaxseg.scoring`). `jaxseg.train` is its command line; `jaxseg.bench.epoch`, the reproduction
+and the tests call these functions with Config objects.
 """
 
 from __future__ import annotations
@@ -15,30 +15,33 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import jax
 import numpy as np
 from tqdm import tqdm
 
-from jaxseg import engine, plots, tiling
+from jaxseg import engine, plots
 from jaxseg.config import Config
 from jaxseg.data import record
 from jaxseg.data.files import read_image, read_mask
 from jaxseg.data.folder import Splits
-from jaxseg.data.masks import CELL, CLASS_NAMES, NUCLEUS, TARGET_CLASSES, TARGETS
+from jaxseg.data.masks import CELL, CLASS_NAMES, NUCLEUS
 from jaxseg.data.pipeline import Loader
-from jaxseg.datasets import TFDS_PREFIX, data_splits, recorded_splits
+from jaxseg.datasets import TFDS_PREFIX, data_splits, make_loaders, recorded_splits
 from jaxseg.errors import NO_SPACE, JaxsegError, write_failure
 from jaxseg.interrupts import Preempted, between_steps
-from jaxseg.metrics import (
-  confusion_counts,
-  confusion_matrices,
-  run_scores,
-  target_counts,
-)
+from jaxseg.metrics import run_scores
 from jaxseg.phases import PhaseClock
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
+from jaxseg.scoring import (
+  count_loader,
+  evaluate_loader,
+  figure_predictions,
+  median_areas,
+  otsu_counts,
+  per_image,
+  scores_line,
+)
 from jaxseg.tensorboard import EpochWriter
 from jaxseg.weights.store import describe_weights
 
@@ -158,29 +161,6 @@ def check_outside_data(run: RunFolder, source: str) -> None:
                       "folder outside it")
 
 
-def make_loaders(config: Config, splits: Splits, names=("train", "val", "test")) -> dict:
-  """A loader per split in ``names``, every file read once before training starts."""
-  if "train" in names and len(splits.train) < config.batch_size:
-    raise JaxsegError(f"{len(splits.train)} training images are fewer than --batch-size "
-                      f"{config.batch_size}")
-  # Test metrics are always against the data set's own masks, whatever training learnt from.
-  loaders = {name: split_loader(config, getattr(splits, name),
-                                config.labels if name != "test" else "exact")
-             for name in names}
-  for name, loader in loaders.items():
-    loader.warm(f"reading {name} images")
-  return loaders
-
-
-def split_loader(config: Config, examples, labels: str = "exact") -> Loader:
-  """The loader of ``examples`` as ``config`` reads them, its masks the data set's own
-  (``exact``) or made by the paper's Otsu rule (``otsu``)."""
-  return Loader(examples, image_size=config.image_size, target=config.target,
-                enhancement=config.enhance, batch_size=config.batch_size, seed=config.seed,
-                kind=config.loader, labels=labels, mask_colours=config.mask_colour_map,
-                scale=config.scale, window=config.window)
-
-
 def check_target_present(loader: Loader, target: str) -> None:
   """A target (or, of ``cell``, a class) that no training mask holds cannot be learned: say
   which classes there are."""
@@ -206,67 +186,6 @@ def statistics_batches(loader: Loader, config: Config):
   if config.batchnorm_images:
     count = min(count, -(-config.batchnorm_images // config.batch_size))
   return itertools.islice(loader.epoch(0, shuffle=True, drop_remainder=True), count)
-
-
-def evaluate_loader(steps: engine.Steps, state, loader: Loader) -> dict:
-  return run_scores(count_loader(steps, state, loader)[0])
-
-
-def count_loader(steps: engine.Steps, state, loader: Loader) -> tuple[np.ndarray, list]:
-  """Each of ``loader``'s images' confusion counts (`engine.eval_step`) and predicted mask; of
-  a scaled loader, from sliding windows over each whole image (`jaxseg.tiling.predict_tiled`)."""
-  if not loader.scale:
-    return steps.evaluate(state, loader.epoch(shuffle=False, drop_remainder=False))
-  probabilities = tiling.predict_tiled(functools.partial(steps.predict, state), loader.images,
-                                       loader.window)
-  channels = 1 if probabilities[0].ndim == 2 else probabilities[0].shape[-1]
-  predicted = [engine.predicted_mask(image, channels) for image in probabilities]
-  return image_counts(predicted, loader.masks, channels), predicted
-
-
-def image_counts(predicted, masks, channels: int) -> np.ndarray:
-  """Per image, the (tp, fp, fn, tn) of binary masks (``channels`` 1) or the confusion matrix
-  of class masks, of masks of any sizes."""
-  def counts(pred, truth):
-    pred, truth = pred[None], truth[None]
-    return (confusion_counts(pred, truth) if channels == 1
-            else confusion_matrices(pred, truth, channels))[0]
-
-  return np.stack([counts(pred, truth) for pred, truth in zip(predicted, masks)])
-
-
-def per_image(loader: Loader, counts: np.ndarray, target: str) -> dict:
-  """``summary.json``'s ``test_images``: each image's name and, per target the run scores, its
-  (tp, fp, fn, tn), in the same order; of a 3-class run also its confusion matrix (true class
-  by predicted class), from which any statistic over images can be computed later."""
-  result = {"names": [example.name for example in loader.examples]}
-  if target != CELL:
-    return {**result, target: counts.tolist()}
-  return {**result, **{name: target_counts(counts, TARGET_CLASSES[name]).tolist()
-                       for name in TARGETS}, "matrices": counts.tolist()}
-
-
-def otsu_counts(config: Config, loader: Loader) -> np.ndarray:
-  """Per image, the confusion counts of the paper's mask method as a baseline, made as the
-  paper made its masks: Otsu's rule on each full-size image, brought to the evaluation size
-  by nearest neighbour, scored against the same masks as the model (for ``cell``, class
-  masks: both targets from one)."""
-  otsu = split_loader(config, loader.examples, labels="otsu")
-  otsu.warm("Otsu masks of the test images")
-  return image_counts(otsu.masks, loader.masks, config.out_channels)
-
-
-def median_areas(loader: Loader, target: str) -> dict:
-  """The median area in pixels, at the evaluation scale, of the objects (8-connected regions)
-  of each target in ``loader``'s masks: nuclei that touch count as one."""
-  targets = TARGETS if target == CELL else (target,)
-  areas = {name: [] for name in targets}
-  for mask in loader.masks:
-    for name in targets:
-      inside = np.isin(mask, TARGET_CLASSES[name]) if target == CELL else mask > 0
-      count, _, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), 8)
-      areas[name] += stats[1:count, cv2.CC_STAT_AREA].tolist()
-  return {name: float(np.median(values)) if values else None for name, values in areas.items()}
 
 
 def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> dict:
@@ -316,7 +235,7 @@ def _train(run: RunFolder, config: Config, resume: bool, clock: PhaseClock) -> d
                     learning_rate=engine.learning_rate_at(config, steps_per_epoch,
                                                           epoch * steps_per_epoch))
         tqdm.write(f"epoch {epoch:3d}/{config.epochs}  loss {train_loss:.4f}  "
-                   f"val {_scores_line(val)}  "
+                   f"val {scores_line(val)}  "
                    f"{epoch_record['train_images_per_second']:.1f} img/s  "
                    f"{epoch_record['seconds']:.1f}s{'  *best' if improved else ''}")
     finally:
@@ -486,52 +405,8 @@ def _finite(losses: list, epoch: int) -> np.ndarray:
   return losses
 
 
-def figure_predictions(loader: Loader, predicted: np.ndarray, config: Config):
-  """Names, images, true and predicted masks of a few of ``loader``'s images, one of each kind
-  first (where file names start with it, as the synthetic set's do); ``predicted``: every
-  image's predicted mask (`count_loader`)."""
-  chosen, kinds = [], set()
-  for index, example in enumerate(loader.examples):
-    kind = example.name.split("_")[0]
-    if kind not in kinds:
-      kinds.add(kind)
-      chosen.append(index)
-  chosen = (chosen + [i for i in range(len(loader)) if i not in chosen])[: config.figure_images]
-  names = [loader.examples[i].name for i in chosen]
-  return (names, [loader.images[i] for i in chosen], [loader.masks[i] for i in chosen],
-          [predicted[i] for i in chosen])
-
-
 def versions() -> dict:
   import flax
   import optax
 
   return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__}
-
-
-def _scores_line(val: dict) -> str:
-  """Validation Dice and IoU of the target, or each target's Dice and the mean IoU over the
-  classes of a 3-class run."""
-  if "classes" not in val:
-    return f"dice {val['dice']:.4f}  iou {val['iou']:.4f}"
-  return "  ".join([*(f"{target} dice {val[target]['dice']:.4f}" for target in TARGETS),
-                    f"mean iou {val['mean_iou']:.4f}"])
-
-
-def print_table(summary: dict) -> None:
-  test, otsu = summary["test"], summary["otsu_test"]
-  rows = [("model", test), ("Otsu threshold", otsu)]
-  if summary["target"] == CELL:  # each target of the one model
-    rows = [row for target in TARGETS
-            for row in ((f"model, {target}", test[target]), (f"Otsu, {target}", otsu[target]))]
-  keys = ("accuracy", "sensitivity", "precision", "iou", "dice", "mean_iou", "per_image_dice")
-  print(f"\ntest set ({summary['images']['test']} images), target {summary['target']}, "
-        f"best epoch {summary['best_epoch']}; pooled over pixels, mean_iou includes background")
-  print(f"{'':16s}" + "".join(f"{k:>15s}" for k in keys))
-  for label, values in rows:
-    print(f"{label:16s}" + "".join(f"{values[k]:15.4f}" for k in keys))
-  if summary["target"] == CELL:
-    for label, values in (("model", test), ("Otsu threshold", otsu)):
-      classes = ", ".join(f"{name} {values['classes'][name]['iou']:.4f}" for name in CLASS_NAMES)
-      print(f"{label}: IoU per class {classes}; mean {values['mean_iou']:.4f}")
-

@@ -156,6 +156,8 @@ def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path:
         if key not in row:
           ax.axhline(dice, color="gray", linestyle="--", linewidth=1, label=labels[method])
           ax.axhspan(low, high, color="gray", alpha=0.15)
+          ax.annotate(labels[method], (0.01, dice), xycoords=("axes fraction", "data"),
+                      textcoords="offset points", xytext=(0, 3), fontsize=7, color="dimgray")
           continue
         x = row[key] / 1e6 if key == "variables" else row[key]
         ax.errorbar(x, dice, yerr=[[dice - low], [high - dice]], fmt="o", color=colour,

@@ -40,22 +40,16 @@ from jaxseg.cli import ArgumentParser, command
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.data.files import read_image
 from jaxseg.data.masks import CELL, RUN_TARGETS, TARGETS
-from jaxseg.datasets import recorded_splits
+from jaxseg.datasets import recorded_splits, split_loader
 from jaxseg.errors import JaxsegError
 from jaxseg.inference import TrainedModel
 from jaxseg.inspect import network_cost
-from jaxseg.loop import (
-  count_loader,
-  figure_predictions,
-  print_table,
-  split_loader,
-  train_and_evaluate,
-  versions,
-)
+from jaxseg.loop import train_and_evaluate, versions
 from jaxseg.models import MODELS
 from jaxseg.paper_check import paper_note
 from jaxseg.ranking import rank
 from jaxseg.run_folder import RunFolder
+from jaxseg.scoring import count_loader, figure_predictions, print_table
 
 TABLES = {"cytoplasm": ("table1.md", "Table 1: cytoplasm segmentation"),
           "nuclei": ("table2.md", "Table 2: nuclei segmentation")}

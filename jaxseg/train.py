@@ -24,9 +24,10 @@ from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
 from jaxseg.errors import JaxsegError
 from jaxseg.interrupts import Preempted
-from jaxseg.loop import print_table, train_and_evaluate
+from jaxseg.loop import train_and_evaluate
 from jaxseg.phases import PhaseClock, process_seconds
 from jaxseg.run_folder import RunFolder
+from jaxseg.scoring import print_table
 
 
 def parse_args(argv=None) -> argparse.Namespace:

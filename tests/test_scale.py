@@ -12,8 +12,9 @@ from jaxseg.data.folder import find_examples
 from jaxseg.data.masks import NUCLEUS
 from jaxseg.data.otsu import otsu_mask
 from jaxseg.data.pipeline import Loader
-from jaxseg.loop import count_loader, median_areas, otsu_counts, split_loader
+from jaxseg.datasets import split_loader
 from jaxseg.metrics import confusion_counts
+from jaxseg.scoring import count_loader, median_areas, otsu_counts
 from tests.support.helpers import tiny_model, write_folder
 
 

@@ -25,8 +25,8 @@ from jaxseg.data.masks import (
   target_mask,
 )
 from jaxseg.data.pipeline import Loader
+from jaxseg.datasets import make_loaders
 from jaxseg.inference import TrainedModel
-from jaxseg.loop import make_loaders
 from jaxseg.measure import measure_cells
 from jaxseg.metrics import confusion_counts, scores
 from tests.support.helpers import train_summary, write_folder

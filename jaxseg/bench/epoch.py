@@ -54,9 +54,9 @@ from jaxseg.bench.timing import turn_order
 from jaxseg.cli import ArgumentParser, command
 from jaxseg.config import Config
 from jaxseg.configs import PRESETS, get_preset
-from jaxseg.datasets import data_splits
+from jaxseg.datasets import data_splits, make_loaders
 from jaxseg.errors import JaxsegError, refuse_existing
-from jaxseg.loop import make_loaders, save_epoch, train_and_validate
+from jaxseg.loop import save_epoch, train_and_validate
 from jaxseg.models import MODELS
 from jaxseg.platform import resolve_kernels
 from jaxseg.run_folder import RunFolder
