@@ -1,5 +1,5 @@
-"""The committed architecture study (experiments/results/study/): six methods, five paired
-seeds, one 3-class model per method and seed (a row in both tables), on a 2-core CPU.
+"""The architecture study on a 2-core CPU: six methods, five paired seeds, one 3-class model per
+method and seed (a row in both tables), written to experiments/results/study/.
 
 python -m jaxseg.reproduce --config configs/study_cpu.py --targets cell --seeds 5 \
   --out experiments/results/study
