@@ -66,9 +66,17 @@ def target_counts(matrices, classes) -> np.ndarray:
                    total(~inside, ~inside)], axis=-1)
 
 
-def ratio(num, den, disagreement):
+def _ratio(num, den, disagreement):
   """``num / den``; where ``den`` is 0, 1 if ``disagreement`` (fp + fn) is 0, else 0."""
   return np.where(den > 0, num / np.maximum(den, 1), disagreement == 0)
+
+
+def dice(counts) -> np.ndarray:
+  """Dice of counts shaped (..., 4) along the last axis, by the rule above: 1 where target and
+  prediction are both empty."""
+  tp, fp, fn, _ = np.moveaxis(np.asarray(counts, np.float64), -1, 0)
+  wrong = fp + fn
+  return _ratio(2 * tp, 2 * tp + wrong, wrong)
 
 
 def scores(counts: np.ndarray) -> dict[str, float]:
@@ -76,20 +84,20 @@ def scores(counts: np.ndarray) -> dict[str, float]:
   counts = np.asarray(counts, np.float64).reshape(-1, 4)
   tp, fp, fn, tn = counts.sum(axis=0)
   wrong = fp + fn
-  iou = ratio(tp, tp + wrong, wrong)
-  background_iou = ratio(tn, tn + wrong, wrong)
+  iou = _ratio(tp, tp + wrong, wrong)
+  background_iou = _ratio(tn, tn + wrong, wrong)
   per_tp, per_fp, per_fn, per_tn = counts.T
   per_wrong = per_fp + per_fn
-  per_iou = ratio(per_tp, per_tp + per_wrong, per_wrong)
-  per_background_iou = ratio(per_tn, per_tn + per_wrong, per_wrong)
+  per_iou = _ratio(per_tp, per_tp + per_wrong, per_wrong)
+  per_background_iou = _ratio(per_tn, per_tn + per_wrong, per_wrong)
   return {
     "accuracy": float((tp + tn) / max(tp + wrong + tn, 1)),
-    "sensitivity": float(ratio(tp, tp + fn, wrong)),
-    "precision": float(ratio(tp, tp + fp, wrong)),
+    "sensitivity": float(_ratio(tp, tp + fn, wrong)),
+    "precision": float(_ratio(tp, tp + fp, wrong)),
     "iou": float(iou),
-    "dice": float(ratio(2 * tp, 2 * tp + wrong, wrong)),
+    "dice": float(dice(counts.sum(axis=0))),
     "mean_iou": float((iou + background_iou) / 2),
-    "per_image_dice": float(np.mean(ratio(2 * per_tp, 2 * per_tp + per_wrong, per_wrong))),
+    "per_image_dice": float(np.mean(dice(counts))),
     "per_image_mean_iou": float(np.mean((per_iou + per_background_iou) / 2)),
   }
 

@@ -143,7 +143,7 @@ def _two_and_five(value: float, _) -> str:
 def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path: Path) -> None:
   """Test Dice of each method against its cost, one row of panels per target: measured
   training speed, FLOPs and variables (log scales); error bars are each Dice's 95% interval
-  (``dice_interval``). A row without costs (the Otsu baseline) is a dashed line with its
+  (``pooled_dice_interval``). A row without costs (the Otsu baseline) is a dashed line with its
   interval shaded."""
   from matplotlib import colormaps, ticker
 
@@ -152,7 +152,8 @@ def study_figure(rows: dict[str, dict[str, dict]], labels: dict[str, str], path:
   for ax_row, (target, by_method) in zip(axes, rows.items()):
     for ax, (key, label) in zip(ax_row, STUDY_AXES):
       for colour, (method, row) in zip(colormaps["tab10"].colors, by_method.items()):
-        dice, (low, high) = 100 * row["dice"], (100 * value for value in row["dice_interval"])
+        dice = 100 * row["pooled_dice"]
+        low, high = (100 * value for value in row["pooled_dice_interval"])
         if key not in row:
           ax.axhline(dice, color="gray", linestyle="--", linewidth=1, label=labels[method])
           ax.axhspan(low, high, color="gray", alpha=0.15)

@@ -43,7 +43,7 @@ from jaxseg.data.files import (
   write_mask,
 )
 from jaxseg.data.masks import CELL, CLASS_NAMES, CYTOPLASM, NUCLEUS
-from jaxseg.data.pipeline import prepare_image
+from jaxseg.data.pipeline import prepare_image, rescaled_size
 from jaxseg.engine import predicted_mask
 from jaxseg.errors import DataError, JaxsegError
 from jaxseg.inference import TrainedModel
@@ -82,20 +82,17 @@ class Segmenter:
             zip(self.trained.predict(batch), images)]
 
   def _tiled(self, images: list[np.ndarray]) -> list[np.ndarray]:
-    tile = self.config.window
-    scale = [self.config.scale] * 2
+    factors = (self.config.scale,) * 2
     if not self.config.scale:  # the scale the training images were resized by
       source_size = self.trained.source_size
       if source_size is None:
         raise JaxsegError(f"{self.trained.path}: config.json has no source_size; --tiled "
                           "needs it")
-      scale = [self.config.image_size / side for side in source_size]
-    scaled = []
-    for image in images:  # each at the training scale
-      size = tuple(max(round(side * factor), 1) for side, factor in zip(image.shape, scale))
-      scaled.append(prepare_image(image, size, self.config.enhance))
+      factors = tuple(self.config.image_size / side for side in source_size)
+    scaled = [prepare_image(image, rescaled_size(image.shape, factors), self.config.enhance)
+              for image in images]  # each at the training scale
     return [_resize(probabilities, image.shape[:2]) for probabilities, image in
-            zip(tiling.predict_tiled(self.trained.predict, scaled, tile), images)]
+            zip(tiling.predict_tiled(self.trained.predict, scaled, self.config.window), images)]
 
 
 def _resize(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

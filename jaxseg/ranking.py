@@ -47,18 +47,10 @@ import string
 import numpy as np
 from scipy.stats import friedmanchisquare, norm, wilcoxon
 
-from jaxseg.metrics import ratio
+from jaxseg.metrics import dice
 
 STATISTICS = ("pooled", "per_image")
 POWER = 0.80
-
-
-def dice(counts) -> np.ndarray:
-  """Dice of counts shaped (..., 4) along the last axis, by `jaxseg.metrics.scores`' rule:
-  1 where target and prediction are both empty."""
-  tp, fp, fn, _ = np.moveaxis(np.asarray(counts, np.float64), -1, 0)
-  wrong = fp + fn
-  return ratio(2 * tp, 2 * tp + wrong, wrong)
 
 
 def bootstrap_indices(rng: np.random.Generator, seeds: int, images: int, resamples: int):

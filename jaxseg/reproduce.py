@@ -56,7 +56,6 @@ TABLES = {"cytoplasm": ("table1.md", "Table 1: cytoplasm segmentation"),
 METHOD_NAMES = {"unet": "U-Net", "vgg19": "U-Net + VGG19", "resnet50": "U-Net + ResNet50",
                 "mobilenet": "U-Net + MobileNet", "efficientnetb2": "U-Net + EfficientNetB2",
                 "densenet121": "U-Net + DenseNet121"}
-# The paper's columns, then the two that set its numbers beside ours honestly.
 # The paper's columns but Dice (which leads the table, with its interval), means over seeds.
 COLUMNS = (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"), ("Precision", "precision"),
            ("IoU", "iou"), ("mean IoU incl. background", "mean_iou"))
@@ -226,7 +225,7 @@ def table_rows(results: dict, costs: dict) -> dict[str, dict[str, dict]]:
   return rows
 
 
-def image_counts(results: dict, target: str) -> dict[str, np.ndarray]:
+def table_counts(results: dict, target: str) -> dict[str, np.ndarray]:
   """Per row of ``target``'s table and the Otsu baseline, the test images' confusion counts
   (seeds, images, 4); every run must have tested the same images, in the same order."""
   counts, names = {}, None
@@ -248,10 +247,7 @@ def image_counts(results: dict, target: str) -> dict[str, np.ndarray]:
 def with_ranking(rows: dict[str, dict], ranking: dict) -> dict[str, dict]:
   """The table's rows, the Otsu baseline's last, each with its ranking (`jaxseg.ranking.rank`):
   Dice and per-image Dice with their intervals, the difference from the best, its group."""
-  ranked = {key: {**rows.get(key, {}), **ranking["methods"][key]} for key in [*rows, OTSU]}
-  for row in ranked.values():
-    row["dice"], row["dice_interval"] = row["pooled_dice"], row["pooled_dice_interval"]
-  return ranked
+  return {key: {**rows.get(key, {}), **ranking["methods"][key]} for key in [*rows, OTSU]}
 
 
 def _interval(value: float, interval: list[float]) -> str:
@@ -266,7 +262,7 @@ def table(target: str, summaries: dict[str, list[dict]], rows: dict[str, dict],
   lines = [f"# {TABLES[target][1]} (test set)", "", settings_line(summaries), "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for key, row in rows.items():
-    values = [_interval(row["dice"], row["dice_interval"]),
+    values = [_interval(row["pooled_dice"], row["pooled_dice_interval"]),
               "best" if key == ranking["best"] else
               _interval(row["difference"], row["difference_interval"]),
               row["letters"], _interval(row["per_image_dice"], row["per_image_dice_interval"])]
@@ -304,7 +300,7 @@ def reading(rows: dict[str, dict], ranking: dict) -> str:
   late = sum(1 for key, row in rows.items() if key != OTSU for epoch in row["best_epochs"]
              if epoch > 0.9 * row["epochs"])
   return (f"**Reading.** Highest pooled Dice: {row_label(best)}, "
-          f"{_interval(rows[best]['dice'], rows[best]['dice_interval'])}%. "
+          f"{_interval(rows[best]['pooled_dice'], rows[best]['pooled_dice_interval'])}%. "
           + (f"Not told apart from it (group a): {', '.join(tied)}. " if tied else
              "Every other row differs from it. ")
           + f"{tests}; {ranking['seeds']} seeds, {ranking['images']} test images. "
@@ -392,7 +388,7 @@ def main(argv=None) -> None:
       costs[target][method] = measured[head]
   rows, rankings = table_rows(results, costs), {}
   for target, by_row in rows.items():
-    rankings[target] = rank(image_counts(results, target), rng=np.random.default_rng(
+    rankings[target] = rank(table_counts(results, target), rng=np.random.default_rng(
       RANKING_SEED), resamples=RESAMPLES)
     ranked = with_ranking(by_row, rankings[target])
     summaries = results.get(target, results.get(CELL))

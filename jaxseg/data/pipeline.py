@@ -57,8 +57,7 @@ def read_example(example: Example, mask_colours: dict | None = None
 
 
 def decode_example(example: Example, *, image_size: int, target: str, enhancement: Enhance,
-                   labels: str = "exact", mask_colours: dict | None = None, scale: float = 0.0,
-               window: int | None = None):
+                   labels: str = "exact", mask_colours: dict | None = None, scale: float = 0.0):
   """Read, check, resize (masks by nearest neighbour) and enhance one image/mask pair, to
   `scaled_size`.
 
@@ -78,7 +77,12 @@ def scaled_size(shape: tuple[int, ...], scale: float, image_size: int) -> tuple[
   ``image_size`` square (``scale`` 0, the paper's way), or scaled by ``scale``, its aspect kept."""
   if not scale:
     return image_size, image_size
-  return tuple(max(round(side * scale), 1) for side in shape[:2])
+  return rescaled_size(shape, (scale, scale))
+
+
+def rescaled_size(shape: tuple[int, ...], factors: tuple[float, float]) -> tuple[int, int]:
+  """(height, width) of an image of ``shape`` scaled by ``factors`` (along height, width)."""
+  return tuple(max(round(side * factor), 1) for side, factor in zip(shape[:2], factors))
 
 
 def prepare_image(image: np.ndarray, size: tuple[int, int], enhancement: Enhance) -> np.ndarray:
