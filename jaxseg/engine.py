@@ -164,13 +164,14 @@ def probabilities(logits: jax.Array) -> jax.Array:
   return jax.nn.softmax(logits, axis=-1)
 
 
-def predicted_mask(probabilities: np.ndarray, channels: int) -> np.ndarray:
-  """The mask a model predicts from its `probabilities` (uint8): a binary run's target where
-  its probability is above 0.5 (as evaluation counts it), a 3-class run's most probable class;
-  ``channels``: the model's output channels."""
+def predicted_mask(probabilities, channels: int):
+  """The mask a model predicts from its `probabilities` (uint8; NumPy's or JAX's array, as
+  given): a binary run's target where its probability is above 0.5, a 3-class run's most
+  probable class; ``channels``: the model's output channels. Evaluation, pictures and
+  `jaxseg.predict` all decide by it."""
   if channels == 1:
     return (probabilities > 0.5).astype(np.uint8)
-  return np.argmax(probabilities, axis=-1).astype(np.uint8)
+  return probabilities.argmax(axis=-1).astype(np.uint8)
 
 
 def train_step(model: Model, augment: Augment, state: TrainState, images, masks, key):
@@ -222,17 +223,15 @@ def predict_logits(model: Model, state: TrainState, images) -> jax.Array:
 
 
 def eval_step(model: Model, state: TrainState, images, masks) -> tuple[jax.Array, jax.Array]:
-  """(counts, predicted masks), per image: a binary run's (tp, fp, fn, tn) of the target,
-  prediction = probability above 0.5, or a 3-class run's confusion matrix of its most probable
-  class (`confusion_matrices`); and the predicted mask (uint8), which pictures draw from the
-  same pass."""
+  """(counts, predicted masks), per image: the predicted mask (`predicted_mask`, which pictures
+  draw from the same pass) and its counts: a binary run's (tp, fp, fn, tn) of the target, or a
+  3-class run's confusion matrix (`confusion_matrices`)."""
   logits = predict_logits(model, state, images)
-  if logits.shape[-1] == 1:
-    predicted = logits[..., 0] > 0
-    return confusion_counts(predicted, masks), predicted.astype(jnp.uint8)
-  predicted = jnp.argmax(logits, axis=-1)
-  return (confusion_matrices(predicted, masks, logits.shape[-1]),
-          predicted.astype(jnp.uint8))
+  channels = logits.shape[-1]
+  predicted = predicted_mask(probabilities(logits), channels)
+  if channels == 1:
+    return confusion_counts(predicted, masks), predicted
+  return confusion_matrices(predicted, masks, channels), predicted
 
 
 def data_mesh() -> jax.sharding.Mesh:
