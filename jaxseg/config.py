@@ -102,8 +102,8 @@ class Config:
                                 "best epoch")
   split: str = setting("stratified", "seeded split: stratified (each class of image in "
                        "proportion, where the data names classes: the synthetic set does, a "
-                       "folder through DATA/classes.csv) or random", choices=("stratified",
-                                                                              "random"))
+                       "folder and its TFDS records through DATA/classes.csv) or random",
+                       choices=("stratified", "random"))
   enhance: Enhance = setting(Enhance, "brightness and contrast enhancement")
   augment: Augment = setting(Augment, "augmentation on the device")
   loader: str = setting("plain", "input pipeline: plain (OpenCV on a thread pool), tf (tf.data), "

@@ -26,15 +26,16 @@ def dataset_root(config: Config) -> Path:
 
 
 def data_splits(config: Config) -> tuple[str, Splits]:
-  """(where the data is, its train / validation / test examples) for ``config.data``; a folder
-  is split as ``config.split`` says, TFDS records at random (their test split is fixed in them)."""
+  """(where the data is, its train / validation / test examples) for ``config.data``, split as
+  ``config.split`` says (TFDS records fix their test split; validation is carved as it says)."""
   if config.data.startswith(TFDS_PREFIX):
     from jaxseg.data.tfds_builder import (
       tfds_splits,  # TensorFlow Datasets only where asked
     )
 
     splits = tfds_splits(config.data.removeprefix(TFDS_PREFIX), config.tfds_dir,
-                         val_fraction=config.val_fraction, seed=config.data_seed)
+                         val_fraction=config.val_fraction, seed=config.data_seed,
+                         split=config.split)
     return f"{config.data} in {config.tfds_dir or 'the default TFDS folder'}", splits
   root = dataset_root(config)
   return str(root), split_dataset(root, test_fraction=config.test_fraction,

@@ -74,20 +74,17 @@ def split_dataset(root: Path, *, test_fraction: float, val_fraction: float, seed
   ``split``: "random", or "stratified", which holds out each class of root/classes.csv in
   proportion (the random split where there is no such file).
   """
-  if split not in SPLITS:
-    raise ValueError(f"split {split!r}: choose from {', '.join(SPLITS)}")
-  train, test, classes = _train_test(Path(root), test_fraction, seed, split)
+  train, test, classes = train_test_examples(root, test_fraction=test_fraction, seed=seed,
+                                             split=split)
   return with_validation(train, test, val_fraction=val_fraction, seed=seed, classes=classes)
 
 
-def train_test_examples(root: Path, *, test_fraction: float, seed: int):
-  """(train, test) examples: root/train and root/test where both exist, else a random seeded
-  split."""
-  return _train_test(Path(root), test_fraction, seed, "random")[:2]
-
-
-def _train_test(root: Path, test_fraction: float, seed: int, split: str):
-  """(train, test, each image's class or None): `split_dataset`'s train and test."""
+def train_test_examples(root: Path, *, test_fraction: float, seed: int, split: str):
+  """(train, test, {name: class} or None): `split_dataset`'s train and test, with each image's
+  class where ``split`` is "stratified" and root/classes.csv names them."""
+  if split not in SPLITS:
+    raise ValueError(f"split {split!r}: choose from {', '.join(SPLITS)}")
+  root = Path(root)
   if not root.is_dir():
     raise DataError(f"{root}: data folder not found")
   fixed = [(root / name).is_dir() for name in ("train", "test")]

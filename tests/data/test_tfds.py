@@ -7,7 +7,12 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from jaxseg.data import files  # noqa: E402
 from jaxseg.data.enhance import Enhance  # noqa: E402
-from jaxseg.data.folder import split_dataset, train_test_examples, with_validation  # noqa: E402
+from jaxseg.data.folder import (  # noqa: E402
+  split_dataset,
+  train_test_examples,
+  with_validation,
+  write_classes,
+)
 from jaxseg.data.pipeline import Loader  # noqa: E402
 from jaxseg.data.tfds_builder import NAME, prepare, tfds_splits  # noqa: E402
 from jaxseg.errors import DataError  # noqa: E402
@@ -60,7 +65,7 @@ def test_loader_over_records_matches_loader_over_files(prepared):
   folder, tfds_dir = prepared
   # The records fix the test split (seed 0); a run's seed carves validation from the rest.
   records = tfds_splits(NAME, tfds_dir, val_fraction=0.1, seed=1).train
-  train, test = train_test_examples(folder, test_fraction=0.2, seed=0)
+  train, test, _ = train_test_examples(folder, test_fraction=0.2, seed=0, split="random")
   on_disk = with_validation(train, test, val_fraction=0.1, seed=1).train
   assert names(records) == names(on_disk)
   for split_seed in (0, 3):  # unshuffled, then an epoch's shuffle
@@ -70,6 +75,31 @@ def test_loader_over_records_matches_loader_over_files(prepared):
     for (a_images, a_masks), (b_images, b_masks) in batches:
       np.testing.assert_array_equal(a_images, b_images)
       np.testing.assert_array_equal(a_masks, b_masks)
+
+
+def test_records_keep_classes_and_split_by_them_as_the_folder(tmp_path):
+  folder = write_folder(tmp_path / "data", COUNT, size=32)
+  classes = {f"img_{i:03d}": "rare" if i in (1, 4, 7) else "common" for i in range(COUNT)}
+  write_classes(folder / "classes.csv", classes)
+  # The records fix the folder's stratified test split of seed 0: 2 of 10, 1 of them rare.
+  train, test, _ = train_test_examples(folder, test_fraction=0.2, seed=0, split="stratified")
+  assert sum(classes[e.name] == "rare" for e in test) == 1
+  for split in ("stratified", "random"):
+    records = tfds_splits(NAME, tmp_path / "tfds", manual_dir=folder, val_fraction=0.25,
+                          seed=2, split=split)
+    expected = with_validation(train, test, val_fraction=0.25, seed=2,
+                               classes=classes if split == "stratified" else None)
+    for part in ("train", "val", "test"):
+      assert names(getattr(records, part)) == names(getattr(expected, part))
+  stored = tfds.builder(NAME, data_dir=tmp_path / "tfds").as_dataset(split="train")
+  assert {record["name"].decode(): record["class"].decode()
+          for record in stored.as_numpy_iterator()} == {e.name: classes[e.name] for e in train}
+
+
+def test_records_of_an_older_version_are_named(tmp_path):
+  (tmp_path / "tfds" / NAME / "1.0.0").mkdir(parents=True)
+  with pytest.raises(DataError, match=r"records of version 1\.1\.0 \(found 1\.0\.0\); prepare"):
+    tfds_splits(NAME, tmp_path / "tfds", val_fraction=0.1, seed=0)
 
 
 def test_fixed_split_is_kept(tmp_path):
