@@ -74,9 +74,9 @@ NOTE = (
   "test pixels and averaged over the seeds. The Otsu row is the paper's mask method on the "
   "same test images at full resolution, brought to the evaluation scale; it does not depend on "
   "the seed. Variables include BatchNorm statistics; GFLOPs are XLA's count of one image's "
-  "forward pass at the training input size; images/s is the median over the runs' epochs "
-  "after the first (which compiles) of training images over the time of the epoch's train "
-  "steps, on the device named above."
+  "forward pass at the training input size; images/s is training images over the time of the "
+  "train steps in each run's fastest epoch after the first (which compiles), the median over "
+  "the seeds, on the device named above: other work on the machine only slows an epoch."
 )
 CELL_NOTE = (
   "A row marked 3-class is one model of background, cytoplasm and nucleus (--target cell), "
@@ -158,6 +158,14 @@ def train_or_skip(path: Path, config, train: bool = True) -> dict:
   return summary
 
 
+def fastest_images_per_second(path: Path) -> float:
+  """The training images/s of the run at ``path`` in its fastest epoch after the first (which
+  compiles): other work sharing the machine only slows an epoch, so the fastest is the nearest
+  to the method's own speed."""
+  history = RunFolder(path).read_metrics()
+  return max(epoch["train_images_per_second"] for epoch in history[1:] or history)
+
+
 def settings_line(summaries: dict[str, list[dict]]) -> str:
   first = next(iter(summaries.values()))[0]
   config, images = first["config"], first["images"]
@@ -190,7 +198,7 @@ def target_test(summary: dict, target: str) -> dict:
 
 def method_row(runs: list[dict], cost: dict, target: str) -> dict:
   """One method's test metrics of ``target`` (means over its seeds), its validation Dice and
-  best epochs, and its costs."""
+  best epochs, and its ``cost`` (variables, GFLOPs, training speed)."""
   tests = [target_test(run, target) for run in runs]
   return {
     "test": {key: statistics.mean(test[key] for test in tests) for _, key in COLUMNS},
@@ -198,7 +206,6 @@ def method_row(runs: list[dict], cost: dict, target: str) -> dict:
     "val_dice": statistics.mean(run["val_dice"] for run in runs),
     "best_epochs": [run["best_epoch"] for run in runs],
     "epochs": runs[0]["config"]["epochs"],
-    "train_images_per_second": statistics.median(run["train_images_per_second"] for run in runs),
     **cost,
   }
 
@@ -372,10 +379,12 @@ def main(argv=None) -> None:
 
   started = time.strftime("%Y-%m-%d %H:%M:%S %z")
   results = {target: {method: [] for method in methods} for target in targets}
+  speeds = {target: {method: [] for method in methods} for target in targets}
   for number, (method, target, name, config) in enumerate(plan, 1):
     print(f"\n[{number}/{len(plan)}] {name}")
     results[target][method].append(train_or_skip(args.out / "runs" / name, config,
                                                  train=not args.no_train))
+    speeds[target][method].append(fastest_images_per_second(args.out / "runs" / name))
 
   costs, measured = {target: {} for target in targets}, {}
   for target in targets:  # one image's forward pass, at the runs' size
@@ -385,7 +394,8 @@ def main(argv=None) -> None:
       if head not in measured:
         variables, gflops = network_cost(config)
         measured[head] = {"variables": variables, "gflops": gflops}
-      costs[target][method] = measured[head]
+      costs[target][method] = {**measured[head], "train_images_per_second": statistics.median(
+        speeds[target][method])}
   rows, rankings = table_rows(results, costs), {}
   for target, by_row in rows.items():
     rankings[target] = rank(table_counts(results, target), rng=np.random.default_rng(

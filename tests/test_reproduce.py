@@ -12,6 +12,7 @@ from jaxseg.config import Config
 from jaxseg.data.synthetic import write_synthetic
 from jaxseg.errors import JaxsegError
 from jaxseg.metrics import scores
+from jaxseg.run_folder import RunFolder
 
 METHODS, TARGETS = ("unet", "mobilenet"), ("nuclei", "cell")
 SEEDS = 2
@@ -84,6 +85,14 @@ def test_tables_hold_the_summaries_and_their_ranking(reproduced, target, name):
       assert rows[label][4 + len(keys)] == str(SEEDS)
   assert ranking["seeds"] == SEEDS and ranking["images"] == len(
     summaries(out, METHODS[0], TARGETS[0])[0]["test_images"]["names"])
+
+
+def test_speed_is_each_runs_fastest_epoch_after_the_first(tmp_path):
+  run = RunFolder(tmp_path / "run")
+  run.path.mkdir()
+  for speed in (1.0, 9.5, 4.0, 7.0):  # the first epoch compiles; the third shared the machine
+    run.append_metrics({"train_images_per_second": speed})
+  assert reproduce.fastest_images_per_second(run.path) == 9.5
 
 
 def test_per_image_counts_add_up_to_the_pooled_metrics(reproduced):
