@@ -160,9 +160,13 @@ def train_or_skip(path: Path, config, train: bool = True) -> dict:
 
 def fastest_images_per_second(path: Path) -> float:
   """The training images/s of the run at ``path`` in its fastest epoch after the first (which
-  compiles): other work sharing the machine only slows an epoch, so the fastest is the nearest
-  to the method's own speed."""
-  history = RunFolder(path).read_metrics()
+  compiles; of a run of one epoch, that one): other work sharing the machine only slows an
+  epoch, so the fastest is the nearest to the method's own speed."""
+  run = RunFolder(path)
+  history = run.read_metrics()
+  if not history:
+    raise JaxsegError(f"{run.metrics_file}: no epochs recorded; the tables' speeds come from "
+                      "each run's epochs")
   return max(epoch["train_images_per_second"] for epoch in history[1:] or history)
 
 

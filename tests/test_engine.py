@@ -1,4 +1,5 @@
-"""BatchNorm statistics recomputed over training images ("precise BatchNorm")."""
+"""BatchNorm statistics recomputed over training images ("precise BatchNorm"); evaluation's
+predicted masks."""
 
 import jax
 import numpy as np
@@ -6,6 +7,7 @@ from flax import nnx
 
 from jaxseg.config import Config
 from jaxseg.data.folder import find_examples
+from jaxseg.engine import predicted_mask
 from jaxseg.loop import statistics_batches
 from jaxseg.models.kernels import KERNELS
 from tests.support.helpers import loader, tiny_model, write_folder
@@ -88,3 +90,23 @@ def test_tracing_the_steps_never_asks_a_traced_value_for_its_sharding(monkeypatc
     steps.train.lower(state, *batch, jax.random.key(0))
     steps.recompute_statistics(state, batches(images))
   assert not traced
+
+
+def test_evaluation_decides_as_predict_does():
+  """The evaluation step's masks and counts are `predicted_mask` of `Steps.predict`'s
+  probabilities, the rule sliding windows and `jaxseg.predict` use."""
+  rng = np.random.default_rng(2)
+  images = rng.integers(0, 256, (2 * BATCH, 16, 16, 3)).astype(np.uint8)
+  masks = rng.integers(0, 2, images.shape[:3]).astype(np.uint8)
+  _, steps, state = tiny_model(unet_depth=4)
+  # Shift the head's bias (the one variable of shape (1,)) so half the pixels lie above 0.5.
+  probabilities = steps.predict(state, images)
+  logits = np.log(probabilities / (1 - probabilities))
+  state = state.replace(params=jax.tree.map(
+    lambda x: x - np.median(logits) if x.shape == (1,) else x, state.params))
+  counts, predicted = steps.evaluate(state, [(images[i:i + BATCH], masks[i:i + BATCH])
+                                             for i in range(0, len(images), BATCH)])
+  expected = predicted_mask(steps.predict(state, images), 1)
+  assert 0 < expected.sum() < expected.size  # both classes predicted: the rule is exercised
+  np.testing.assert_array_equal(predicted, expected)
+  np.testing.assert_array_equal(counts[:, 0], (expected & masks).sum((1, 2)))  # true positives

@@ -93,6 +93,9 @@ def test_speed_is_each_runs_fastest_epoch_after_the_first(tmp_path):
   for speed in (1.0, 9.5, 4.0, 7.0):  # the first epoch compiles; the third shared the machine
     run.append_metrics({"train_images_per_second": speed})
   assert reproduce.fastest_images_per_second(run.path) == 9.5
+  run.metrics_file.unlink()
+  with pytest.raises(JaxsegError, match=r"metrics\.jsonl: no epochs recorded"):
+    reproduce.fastest_images_per_second(run.path)
 
 
 def test_per_image_counts_add_up_to_the_pooled_metrics(reproduced):

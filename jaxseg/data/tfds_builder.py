@@ -21,7 +21,13 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from jaxseg.data.files import Encoded
-from jaxseg.data.folder import Example, Splits, train_test_examples, with_validation
+from jaxseg.data.folder import (
+  SPLITS,
+  Example,
+  Splits,
+  train_test_examples,
+  with_validation,
+)
 from jaxseg.data.pipeline import import_tensorflow, read_example
 from jaxseg.errors import DataError
 
@@ -42,8 +48,9 @@ class CervicalCytology(tfds.core.GeneratorBasedBuilder):
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Place a data set in jaxseg's folder format in the manual dir: images/<name>.{bmp,png,jpg,tif}
-  and masks/<name>.png (a seeded 80/20 train/test split is made), or the same layout under
-  train/ and test/ (kept as the splits); optionally classes.csv naming each image's class.
+  and masks/<name>.png (a seeded 80/20 train/test split is made, stratified by class where
+  classes.csv names each image's), or the same layout under train/ and test/ (kept as the
+  splits).
   """
   # The code path only locates download checksums, and nothing is downloaded. Finding it needs
   # the importlib_resources backport that TFDS 4.9 does not install on Python >= 3.9
@@ -100,8 +107,10 @@ def tfds_splits(name: str, data_dir, *, manual_dir=None, val_fraction: float, se
   Each example holds its record's PNG bytes (`Encoded`), which the `Loader` decodes as it
   decodes files. Where the records are missing, they are prepared from ``manual_dir``.
   Validation is carved from the train split as ``split`` says: "stratified" by the records'
-  classes where they have them, or "random".
+  classes where every training record has one, or "random".
   """
+  if split not in SPLITS:
+    raise ValueError(f"split {split!r}: choose from {', '.join(SPLITS)}")
   if manual_dir is not None:
     builder = prepare(name, data_dir, manual_dir)
   else:
@@ -120,7 +129,8 @@ def tfds_splits(name: str, data_dir, *, manual_dir=None, val_fraction: float, se
 
 def _older(builder: tfds.core.DatasetBuilder) -> str:
   """Where the folder holds records of other versions only, a note naming them."""
-  versions = sorted(path.name for path in Path(builder.data_dir).parent.glob("*.*.*"))
+  versions = sorted(path.name for path in Path(builder.data_dir).parent.glob("*.*.*")
+                    if path.name != str(builder.version))
   return f" of version {builder.version} (found {', '.join(versions)})" if versions else ""
 
 

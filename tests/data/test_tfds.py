@@ -5,6 +5,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
+from jaxseg.config import Config  # noqa: E402
 from jaxseg.data import files  # noqa: E402
 from jaxseg.data.enhance import Enhance  # noqa: E402
 from jaxseg.data.folder import (  # noqa: E402
@@ -15,6 +16,7 @@ from jaxseg.data.folder import (  # noqa: E402
 )
 from jaxseg.data.pipeline import Loader  # noqa: E402
 from jaxseg.data.tfds_builder import NAME, prepare, tfds_splits  # noqa: E402
+from jaxseg.datasets import data_splits  # noqa: E402
 from jaxseg.errors import DataError  # noqa: E402
 from tests.support.helpers import write_folder  # noqa: E402
 
@@ -91,6 +93,10 @@ def test_records_keep_classes_and_split_by_them_as_the_folder(tmp_path):
                                classes=classes if split == "stratified" else None)
     for part in ("train", "val", "test"):
       assert names(getattr(records, part)) == names(getattr(expected, part))
+    # A run's config reaches the records with its split setting.
+    _, from_config = data_splits(Config(data=f"tfds:{NAME}", tfds_dir=str(tmp_path / "tfds"),
+                                             val_fraction=0.25, seed=2, split=split))
+    assert names(from_config.val) == names(expected.val)
   stored = tfds.builder(NAME, data_dir=tmp_path / "tfds").as_dataset(split="train")
   assert {record["name"].decode(): record["class"].decode()
           for record in stored.as_numpy_iterator()} == {e.name: classes[e.name] for e in train}
