@@ -79,11 +79,16 @@ def split_dataset(root: Path, *, test_fraction: float, val_fraction: float, seed
   return with_validation(train, test, val_fraction=val_fraction, seed=seed, classes=classes)
 
 
+def check_split(split: str) -> None:
+  """Raise ValueError unless ``split`` is one of `SPLITS`."""
+  if split not in SPLITS:
+    raise ValueError(f"split {split!r}: choose from {', '.join(SPLITS)}")
+
+
 def train_test_examples(root: Path, *, test_fraction: float, seed: int, split: str):
   """(train, test, {name: class} or None): `split_dataset`'s train and test, with each image's
   class where ``split`` is "stratified" and root/classes.csv names them."""
-  if split not in SPLITS:
-    raise ValueError(f"split {split!r}: choose from {', '.join(SPLITS)}")
+  check_split(split)
   root = Path(root)
   if not root.is_dir():
     raise DataError(f"{root}: data folder not found")

@@ -22,9 +22,9 @@ import tensorflow_datasets as tfds
 
 from jaxseg.data.files import Encoded
 from jaxseg.data.folder import (
-  SPLITS,
   Example,
   Splits,
+  check_split,
   train_test_examples,
   with_validation,
 )
@@ -109,8 +109,7 @@ def tfds_splits(name: str, data_dir, *, manual_dir=None, val_fraction: float, se
   Validation is carved from the train split as ``split`` says: "stratified" by the records'
   classes where every training record has one, or "random".
   """
-  if split not in SPLITS:
-    raise ValueError(f"split {split!r}: choose from {', '.join(SPLITS)}")
+  check_split(split)
   if manual_dir is not None:
     builder = prepare(name, data_dir, manual_dir)
   else:
